@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # build-essential + libclang-dev: the rocksdb crate compiles RocksDB's C++ and runs bindgen.
-# prometheus (promtool): reference system for interop tests and benchmarks.
-packages=(build-essential libclang-dev pkg-config)
+# prometheus (with promtool) and prometheus-node-exporter: the reference system that interop
+# tests (remote write/read) and benchmarks run beside Trawl, and an exporter for the examples.
+packages=(build-essential libclang-dev pkg-config prometheus prometheus-node-exporter)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
