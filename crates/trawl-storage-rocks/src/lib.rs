@@ -35,12 +35,20 @@
 //! measured on the node_exporter-like workload, ZSTD ([`ChunkCompression::Zstd`]) still takes
 //! 2.42 down to 2.19 bytes per sample at no append cost (compression runs in flushes).
 //!
-//! The head (every series' labels and open chunk) is kept in memory; sealed chunks live only
-//! in RocksDB.
+//! The head (every active series' interned labels and open chunk) is kept in memory; sealed
+//! chunks live only in RocksDB.
 //!
-//! Limits: series are never removed from the head (no head GC of series that stopped
-//! receiving samples yet), and a write failure after the head changed makes the store refuse
-//! writes until reopened ([`StorageError::Poisoned`]) rather than diverge from its log.
+//! Head GC runs with every checkpoint (and [`Storage::gc_head`]): series idle past the
+//! cutoff get their open chunk written as a sealed chunk and leave the head, in the same
+//! write batch as the checkpoint, so the log never holds samples of a series that is no
+//! longer in the head. On open, the head is rebuilt from the checkpointed open chunks plus
+//! the series the log touches; every other series stays on disk only. A series outside the
+//! head comes back on demand: `series_ref` finds it through the `hash` column family, and
+//! `append` by a cached ref re-reads its labels from `series`; ids are never reused, so a
+//! cached ref never reaches another series.
+//!
+//! Limits: a write failure after the head changed makes the store refuse writes until
+//! reopened ([`StorageError::Poisoned`]) rather than diverge from its log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,13 +59,13 @@ use rocksdb::{
     IteratorMode, Options, WriteBatch, WriteOptions,
 };
 use trawl_model::{Labels, Matcher};
-use trawl_storage::head::{Appended, Head, HeadOptions, Limits};
+use trawl_storage::head::{Appended, Head, HeadOptions, Limits, SealedChunk};
 use trawl_storage::postings::{IndexReader, select_ids};
 use trawl_storage::testsuite::Factory;
 use trawl_storage::{
-    Appender, ChunkData, ChunkEncoding, CommitReport, Counters, Querier, RetentionReport,
-    SelectHints, Series, SeriesRef, SeriesSet, Storage, StorageError, StorageMetrics,
-    StorageOptions, partition_of,
+    Appender, ChunkData, ChunkEncoding, CommitReport, Counters, HeadGcReport, Querier,
+    RetentionReport, SelectHints, Series, SeriesRef, SeriesSet, Storage, StorageError,
+    StorageMetrics, StorageOptions, partition_of,
 };
 
 pub mod keys;
@@ -72,6 +80,9 @@ const CF_WAL: &str = "wal";
 const CF_HEADCHUNKS: &str = "headchunks";
 const CF_META: &str = "meta";
 const META_WATERMARK: &[u8] = b"watermark";
+/// The head's newest timestamp at the last checkpoint: after a restart the too-old bound and
+/// the read path must not depend on which series happen to be in the head.
+const META_MAX_T: &[u8] = b"max_t";
 
 /// RocksDB-specific options.
 #[derive(Clone, Debug)]
@@ -207,7 +218,6 @@ impl RocksStorage {
         let head = Head::new(HeadOptions {
             chunk_samples: opts.chunk_samples,
             partition_ms: opts.partition_ms,
-            keep_sealed: false,
         });
         let state = State {
             head,
@@ -248,20 +258,31 @@ impl RocksStorage {
             st.watermark =
                 dec_i64(&w).ok_or_else(|| StorageError::Corrupt("bad watermark".into()))?;
         }
-        let mut max_id = 0;
-        for kv in db.iterator_cf(self.cf(CF_SERIES)?, IteratorMode::Start) {
-            let (k, v) = kv.map_err(be)?;
-            let id = dec_u64(&k).ok_or_else(|| StorageError::Corrupt("bad series key".into()))?;
-            st.head.insert(id, dec_labels(&v)?)?;
-            max_id = max_id.max(id);
+        if let Some(w) = db.get_cf(self.cf(CF_META)?, META_MAX_T).map_err(be)? {
+            st.head
+                .raise_max_t(dec_i64(&w).ok_or_else(|| StorageError::Corrupt("bad max_t".into()))?);
         }
+        // Ids are dense and keys big-endian: the last key is the largest id.
+        let mut it = db.raw_iterator_cf(self.cf(CF_SERIES)?);
+        it.seek_to_last();
+        let max_id = match it.key() {
+            Some(k) => dec_u64(k).ok_or_else(|| StorageError::Corrupt("bad series key".into()))?,
+            None => 0,
+        };
+        it.status().map_err(be)?;
+        drop(it);
         self.inner.series.store(max_id, Ordering::Release);
+        // The head holds the series with an open chunk at the last checkpoint, plus those
+        // the log touches (loaded as replay meets them).
         for kv in db.iterator_cf(self.cf(CF_HEADCHUNKS)?, IteratorMode::Start) {
             let (k, v) = kv.map_err(be)?;
             let id =
                 dec_u64(&k).ok_or_else(|| StorageError::Corrupt("bad head chunk key".into()))?;
-            let p = dec_i64(&v).ok_or_else(|| StorageError::Corrupt("bad head chunk".into()))?;
-            st.head.restore_open(SeriesRef(id), p, &v[8..])?;
+            if v.len() < 8 {
+                return Err(StorageError::Corrupt("bad head chunk".into()));
+            }
+            self.inner.revive(&mut st, SeriesRef(id))?;
+            st.head.restore_open(SeriesRef(id), &v[8..])?;
         }
         let mut it = db.raw_iterator_cf(self.cf(CF_CHUNKS)?);
         it.seek_to_first();
@@ -282,6 +303,9 @@ impl RocksStorage {
             while pos < v.len() {
                 let (id, t, val) = decode_wal_sample(&v, &mut pos, &mut prev_t)
                     .ok_or_else(|| StorageError::Corrupt(format!("bad wal record {seq}")))?;
+                if !st.head.contains(SeriesRef(id)) {
+                    self.inner.revive(&mut st, SeriesRef(id))?;
+                }
                 match st.head.append(SeriesRef(id), t, val, None) {
                     Ok(Appended::Stored(Some(sealed))) => {
                         if sealed.chunk.max_t >= st.watermark {
@@ -304,6 +328,12 @@ impl RocksStorage {
             self.inner.checkpoint(&mut st)?;
         }
         Ok(())
+    }
+
+    /// Head GC now, with a checkpoint (see the crate docs).
+    fn gc_now(&self) -> Result<HeadGcReport, StorageError> {
+        let mut st = self.lock();
+        self.inner.checkpoint(&mut st)
     }
 
     /// Runs a manual compaction of every column family (reclaims space; used by benchmarks
@@ -377,7 +407,7 @@ fn dir_size(p: &Path) -> u64 {
         .sum()
 }
 
-fn put_chunk(batch: &mut WriteBatch, cf: &ColumnFamily, s: &trawl_storage::head::SealedChunk) {
+fn put_chunk(batch: &mut WriteBatch, cf: &ColumnFamily, s: &SealedChunk) {
     let mut v = Vec::with_capacity(s.chunk.bytes.len() + 5);
     v.push(s.chunk.encoding.tag());
     put_uvarint(&mut v, s.chunk.max_t.wrapping_sub(s.chunk.min_t) as u64);
@@ -424,27 +454,59 @@ impl Inner {
         w
     }
 
-    /// Persists every open chunk and drops the WAL records they cover, atomically.
-    fn checkpoint(&self, st: &mut State) -> Result<(), StorageError> {
+    /// Loads a series that is on disk but not in the head into the head, under its id.
+    fn revive(&self, st: &mut State, r: SeriesRef) -> Result<(), StorageError> {
+        let v = self
+            .db
+            .get_cf(self.cf(CF_SERIES)?, r.0.to_be_bytes())
+            .map_err(be)?
+            .ok_or(StorageError::UnknownSeries(r.0))?;
+        st.head.insert(r.0, dec_labels(&v)?)?;
+        Ok(())
+    }
+
+    /// Head GC plus checkpoint, atomically: idle series leave the head with their open
+    /// chunk written as a sealed chunk, every remaining open chunk is persisted, and the WAL
+    /// records they cover are dropped. If the write fails the store is poisoned (the head
+    /// already dropped the series).
+    fn checkpoint(&self, st: &mut State) -> Result<HeadGcReport, StorageError> {
         if let Some(p) = &st.poisoned {
             return Err(StorageError::Poisoned(p.clone()));
         }
         let hc = self.cf(CF_HEADCHUNKS)?;
+        let chunks = self.cf(CF_CHUNKS)?;
+        let wal = self.cf(CF_WAL)?;
+        let cutoff = self.opts.head_gc_cutoff(st.head.max_t());
+        let (removed, sealed) = st.head.gc(cutoff);
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(hc, [0u8; 8].as_slice(), [0xffu8; 9].as_slice());
-        for (r, s) in st.head.iter() {
-            if let Some((p, bytes)) = s.open_raw() {
-                let mut v = Vec::with_capacity(8 + bytes.len());
-                v.extend_from_slice(&enc_i64(p));
-                v.extend_from_slice(bytes);
-                batch.put_cf(hc, r.0.to_be_bytes(), v);
-            }
+        for c in &sealed {
+            put_chunk(&mut batch, chunks, c);
+            st.min_partition = Some(st.min_partition.map_or(c.partition, |m| m.min(c.partition)));
         }
-        batch.delete_range_cf(self.cf(CF_WAL)?, 0u64.to_be_bytes(), st.seq.to_be_bytes());
-        self.db.write_opt(batch, &self.write_opts()).map_err(be)?;
+        batch.delete_range_cf(hc, [0u8; 8].as_slice(), [0xffu8; 9].as_slice());
+        for (r, p, bytes) in st.head.open_chunks() {
+            let mut v = Vec::with_capacity(8 + bytes.len());
+            v.extend_from_slice(&enc_i64(p));
+            v.extend_from_slice(bytes);
+            batch.put_cf(hc, r.0.to_be_bytes(), v);
+        }
+        batch.delete_range_cf(wal, 0u64.to_be_bytes(), st.seq.to_be_bytes());
+        batch.put_cf(self.cf(CF_META)?, META_MAX_T, enc_i64(st.head.max_t()));
+        if let Err(e) = self.db.write_opt(batch, &self.write_opts()) {
+            let msg = e.to_string();
+            st.poisoned = Some(msg.clone());
+            return Err(StorageError::Poisoned(msg));
+        }
         st.wal_bytes = 0;
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.counters
+            .head_series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        Ok(HeadGcReport {
+            cutoff,
+            removed: removed.len() as u64,
+            remaining: st.head.series_count(),
+        })
     }
 }
 
@@ -516,8 +578,11 @@ impl Storage for RocksStorage {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        let mut st = self.lock();
-        self.inner.checkpoint(&mut st)
+        self.gc_now().map(|_| ())
+    }
+
+    fn gc_head(&self) -> Result<HeadGcReport, StorageError> {
+        self.gc_now()
     }
 
     fn metrics(&self) -> StorageMetrics {
@@ -554,7 +619,13 @@ impl Appender for RocksAppender<'_> {
         if let Some(p) = &st.poisoned {
             return Err(StorageError::Poisoned(p.clone()));
         }
-        let id = st.head.next_id();
+        // Not in the head: a series dropped by head GC (or not loaded since a restart)
+        // comes back under its id.
+        if let Some(r) = self.s.lookup_on_disk(labels)? {
+            st.head.insert(r.0, labels.clone())?;
+            return Ok(r);
+        }
+        let id = inner.series.load(Ordering::Acquire) + 1;
         let mut b = WriteBatch::default();
         b.put_cf(inner.cf(CF_SERIES)?, id.to_be_bytes(), enc_labels(labels));
         let mut hk = labels.stable_hash().to_be_bytes().to_vec();
@@ -601,7 +672,15 @@ impl Appender for RocksAppender<'_> {
         let mut min_sealed: Option<i64> = None;
         let mut failure = None;
         for &(r, t, v) in &self.pending {
-            match st.head.append(r, t, v, Some(&limits)) {
+            let mut res = st.head.append(r, t, v, Some(&limits));
+            if let Err(Err(StorageError::UnknownSeries(_))) = res {
+                // A valid ref (checked in `append`) of a series outside the head.
+                res = match inner.revive(&mut st, r) {
+                    Ok(()) => st.head.append(r, t, v, Some(&limits)),
+                    Err(e) => Err(Err(e)),
+                };
+            }
+            match res {
                 Ok(Appended::Stored(sealed)) => {
                     rep.appended += 1;
                     encode_wal_sample(&mut self.wal, &mut prev_t, r.0, t, v);
@@ -737,17 +816,36 @@ impl RocksQuerier<'_> {
         let ids = select_ids(&ix, matchers)?;
         let st = inner.lock();
         let mut out = Vec::with_capacity(ids.len());
+        let mut cold = Vec::new();
         for id in ids {
-            if let Some(s) = st.head.get(SeriesRef(id)) {
-                out.push(Candidate {
+            match st.head.get(SeriesRef(id)) {
+                Some(s) => out.push(Candidate {
                     id,
-                    labels: s.labels.clone(),
+                    labels: st.head.labels_of(s),
                     open: s.open_chunk(),
-                });
+                }),
+                None => cold.push(id),
             }
         }
         let (watermark, minp, head_max) = (st.watermark, st.min_partition, st.head.max_t());
         drop(st);
+        // Series outside the head: labels from disk, chunks only on disk.
+        if !cold.is_empty() {
+            let scf = inner.cf(CF_SERIES)?;
+            let keys: Vec<[u8; 8]> = cold.iter().map(|id| id.to_be_bytes()).collect();
+            for (id, v) in cold
+                .iter()
+                .zip(inner.db.batched_multi_get_cf(scf, &keys, false))
+            {
+                if let Some(v) = v.map_err(be)? {
+                    out.push(Candidate {
+                        id: *id,
+                        labels: dec_labels(&v)?,
+                        open: None,
+                    });
+                }
+            }
+        }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok((out, watermark, minp, head_max))
     }

@@ -30,7 +30,6 @@ pub struct XorAppender {
     v: u64,
     leading: u8,
     trailing: u8,
-    min_t: i64,
 }
 
 impl Default for XorAppender {
@@ -42,7 +41,9 @@ impl Default for XorAppender {
 impl XorAppender {
     /// An empty chunk.
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(32);
+        // 40 bytes, then steps of 32 (see `BitWriter::write`): sizes of the form 16k + 8 fill
+        // glibc's 16-byte malloc bins exactly, and a head holds one such buffer per series.
+        let mut buf = Vec::with_capacity(40);
         buf.extend_from_slice(&[0, 0]);
         Self {
             w: BitWriter { buf, free: 0 },
@@ -52,17 +53,14 @@ impl XorAppender {
             v: 0,
             leading: 0xff,
             trailing: 0,
-            min_t: 0,
         }
     }
 
     /// Reopens an encoded chunk for appending, restoring the encoder state by decoding it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StorageError> {
         let mut it = XorIter::new(bytes)?;
-        let mut first = None;
         for s in it.by_ref() {
-            let s = s?;
-            first.get_or_insert(s.t);
+            s?;
         }
         let free = ((8 - (it.r.pos % 8)) % 8) as u8;
         let used = it.r.pos.div_ceil(8) + HEADER;
@@ -82,7 +80,6 @@ impl XorAppender {
             v: it.v,
             leading: it.leading,
             trailing: it.trailing,
-            min_t: first.unwrap_or(0),
         })
     }
 
@@ -96,9 +93,18 @@ impl XorAppender {
         self.count == 0
     }
 
-    /// The first timestamp (meaningless when empty).
+    /// The first timestamp (meaningless when empty). Decoded from the stream rather than
+    /// kept in a field: it is a byte-aligned varint right after the header, and a head holds
+    /// one appender per series.
     pub fn min_t(&self) -> i64 {
-        self.min_t
+        let mut u = 0u64;
+        for (i, b) in self.w.buf.iter().skip(HEADER).take(10).enumerate() {
+            u |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        unzigzag(u)
     }
 
     /// The last timestamp (meaningless when empty).
@@ -136,7 +142,6 @@ impl XorAppender {
             0 => {
                 self.w.varint(zigzag(t));
                 self.w.write(bits, 64);
-                self.min_t = t;
             }
             1 => {
                 let d = t.wrapping_sub(self.t);

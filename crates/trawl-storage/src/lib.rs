@@ -7,8 +7,14 @@
 //!
 //! Invariants:
 //! - A [`SeriesRef`] handed out by an appender stays valid for the life of the store and
-//!   across restarts; callers cache it per (target, series) so steady-state appends do no
-//!   label hashing.
+//!   across restarts, head GC included: ids are never reused for another label set, and
+//!   appending to the ref of a series the head dropped brings it back under the same ref.
+//!   Callers cache refs per (target, series) so steady-state appends do no label hashing.
+//! - Head GC ([`Storage::gc_head`], also run by every checkpoint/flush) drops the in-memory
+//!   state of series whose newest sample is older than the head's newest timestamp minus
+//!   `max(head_gc_after_ms, too_old_window_ms)`; their data stays readable. Because the
+//!   cutoff is never later than the too-old bound, a dropped series cannot come back and
+//!   accept a sample older than its stored ones.
 //! - Within a series, stored timestamps strictly increase. The append rules (out of order,
 //!   too old, duplicate timestamp with different value bits, too far in the future) are
 //!   checked at commit, in batch order, and rejections are counted per reason.
@@ -253,14 +259,25 @@ pub struct RetentionReport {
     pub dropped: u64,
 }
 
+/// What one head GC run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeadGcReport {
+    /// Series whose newest sample is older than this were dropped from the head.
+    pub cutoff: i64,
+    /// Series dropped.
+    pub removed: u64,
+    /// Series left in the head.
+    pub remaining: u64,
+}
+
 /// Self-metrics of a store, as plain numbers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StorageMetrics {
     /// Series held in the head.
     pub head_series: u64,
-    /// Chunks held in memory (open chunks, plus sealed ones for in-memory stores).
+    /// Open chunks with samples held in the head.
     pub head_chunks: u64,
-    /// Approximate heap bytes of the head.
+    /// Heap bytes of the head (symbols, series, open chunks, index), as allocated.
     pub head_bytes: u64,
     /// Samples stored since open.
     pub appended_samples: u64,
@@ -272,6 +289,8 @@ pub struct StorageMetrics {
     pub compactions: u64,
     /// Retention runs.
     pub retention_runs: u64,
+    /// Series dropped from the head by GC since open.
+    pub head_series_removed: u64,
 }
 
 impl StorageMetrics {
@@ -292,6 +311,8 @@ pub struct Counters {
     pub compactions: AtomicU64,
     /// Retention runs.
     pub retention_runs: AtomicU64,
+    /// Series dropped from the head by GC.
+    pub head_series_removed: AtomicU64,
 }
 
 impl Counters {
@@ -313,6 +334,7 @@ impl Counters {
         }
         m.compactions = self.compactions.load(Ordering::Relaxed);
         m.retention_runs = self.retention_runs.load(Ordering::Relaxed);
+        m.head_series_removed = self.head_series_removed.load(Ordering::Relaxed);
     }
 }
 
@@ -364,8 +386,19 @@ pub struct StorageOptions {
     pub chunk_samples: usize,
     /// Width of a time partition (default 2 h); chunks never cross a partition boundary.
     pub partition_ms: i64,
+    /// Head GC drops series without a sample for this long, measured back from the head's
+    /// newest timestamp (default 2 h, Prometheus's head chunk range). Never less than
+    /// `too_old_window_ms` in effect.
+    pub head_gc_after_ms: i64,
     /// The clock used for the future check and retention.
     pub clock: Clock,
+}
+
+impl StorageOptions {
+    /// The head GC cutoff for a head whose newest timestamp is `head_max_t`.
+    pub fn head_gc_cutoff(&self, head_max_t: i64) -> i64 {
+        head_max_t.saturating_sub(self.head_gc_after_ms.max(self.too_old_window_ms).max(0))
+    }
 }
 
 impl Default for StorageOptions {
@@ -377,6 +410,7 @@ impl Default for StorageOptions {
             too_old_window_ms: 3600 * 1000,
             chunk_samples: 120,
             partition_ms: 2 * 3600 * 1000,
+            head_gc_after_ms: 2 * 3600 * 1000,
             clock: Clock::system(),
         }
     }
@@ -391,9 +425,15 @@ pub trait Storage: Send + Sync {
     /// Applies time (and, where supported, size) retention relative to the clock's now.
     fn apply_retention(&self) -> Result<RetentionReport, StorageError>;
     /// Makes the current state cheap to recover (checkpoint); durability never depends on it.
+    /// Implementations also run head GC here.
     fn flush(&self) -> Result<(), StorageError>;
     /// Self-metrics.
     fn metrics(&self) -> StorageMetrics;
+    /// Drops the in-memory state of idle series (see the crate docs for the cutoff and the
+    /// contract on their refs). Their data stays readable. The default does nothing.
+    fn gc_head(&self) -> Result<HeadGcReport, StorageError> {
+        Ok(HeadGcReport::default())
+    }
 }
 
 /// Writes one batch of samples (one scrape) atomically.
@@ -401,8 +441,8 @@ pub trait Appender: Send {
     /// The reference of the series with these labels, creating the series if needed.
     /// Cache the result: appending by reference skips hashing and lookups.
     fn series_ref(&mut self, labels: &Labels) -> Result<SeriesRef, StorageError>;
-    /// Buffers a sample. Fails only for a reference this store never issued; the append
-    /// rules are applied at commit.
+    /// Buffers a sample. Fails only for a reference this store never issued (a reference of
+    /// a series dropped by head GC is still valid); the append rules are applied at commit.
     fn append(&mut self, series: SeriesRef, t: i64, v: f64) -> Result<(), StorageError>;
     /// Buffers many samples.
     fn append_batch(&mut self, samples: &[(SeriesRef, Sample)]) -> Result<(), StorageError> {

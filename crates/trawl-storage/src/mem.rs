@@ -1,6 +1,8 @@
-//! The in-memory reference implementation: a [`Head`] that keeps sealed chunks plus a
-//! [`MemPostings`] index, behind one mutex. It defines the expected behaviour the disk
-//! implementation is tested against; it is not built for scale.
+//! The in-memory reference implementation: a [`Head`] for the open chunks and the append
+//! rules, plus what a disk store keeps on disk, here in memory (every series' labels, a
+//! label-hash index, [`MemPostings`] and the sealed chunks), behind one mutex. It defines
+//! the expected behaviour the disk implementation is tested against, head GC included; it is
+//! not built for scale.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,19 +11,51 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use trawl_model::{Labels, Matcher};
 
-use crate::head::{Appended, Head, HeadOptions, Limits};
+use crate::head::{Appended, Head, HeadOptions, Limits, SealedChunk};
 use crate::postings::{MemPostings, select_ids};
 use crate::testsuite::Factory;
 use crate::{
-    Appender, ChunkData, CommitReport, Counters, Querier, RetentionReport, SelectHints, Series,
-    SeriesRef, SeriesSet, Storage, StorageError, StorageMetrics, StorageOptions,
+    Appender, ChunkData, CommitReport, Counters, HeadGcReport, Querier, RetentionReport,
+    SelectHints, Series, SeriesRef, SeriesSet, Storage, StorageError, StorageMetrics,
+    StorageOptions,
 };
 
 #[derive(Debug)]
 struct State {
     head: Head,
     postings: MemPostings,
+    /// Series id − 1 → labels; ids are never reused.
+    labels: Vec<Labels>,
+    by_hash: HashMap<u64, Vec<u64>>,
+    /// Sealed chunks per series id, in time order.
+    chunks: HashMap<u64, Vec<ChunkData>>,
     watermark: i64,
+}
+
+impl State {
+    fn store_sealed(&mut self, c: SealedChunk) {
+        self.chunks.entry(c.series.0).or_default().push(c.chunk);
+    }
+
+    /// Brings a series dropped by head GC back into the head under its id.
+    fn revive(&mut self, r: SeriesRef) -> Result<(), StorageError> {
+        let l =
+            r.0.checked_sub(1)
+                .and_then(|i| self.labels.get(i as usize))
+                .cloned()
+                .ok_or(StorageError::UnknownSeries(r.0))?;
+        self.head.insert(r.0, l)?;
+        Ok(())
+    }
+
+    fn lookup_stored(&self, labels: &Labels) -> Option<SeriesRef> {
+        self.by_hash
+            .get(&labels.stable_hash())?
+            .iter()
+            .copied()
+            .find(|&id| self.labels.get(id as usize - 1) == Some(labels))
+            .map(SeriesRef)
+    }
 }
 
 #[derive(Debug)]
@@ -44,11 +78,13 @@ impl MemStorage {
         let head = Head::new(HeadOptions {
             chunk_samples: opts.chunk_samples,
             partition_ms: opts.partition_ms,
-            keep_sealed: true,
         });
         let state = State {
             head,
             postings: MemPostings::default(),
+            labels: Vec::new(),
+            by_hash: HashMap::new(),
+            chunks: HashMap::new(),
             watermark: i64::MIN,
         };
         Self {
@@ -107,7 +143,12 @@ impl Storage for MemStorage {
             .saturating_sub(self.opts.retention_ms);
         let mut st = self.lock();
         st.watermark = st.watermark.max(cutoff);
-        let dropped = st.head.drop_sealed_before(cutoff);
+        let mut dropped = 0;
+        for v in st.chunks.values_mut() {
+            let before = v.len();
+            v.retain(|c| c.max_t >= cutoff);
+            dropped += (before - v.len()) as u64;
+        }
         self.shared
             .counters
             .retention_runs
@@ -119,7 +160,27 @@ impl Storage for MemStorage {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        Ok(())
+        self.gc_head().map(|_| ())
+    }
+
+    fn gc_head(&self) -> Result<HeadGcReport, StorageError> {
+        let mut st = self.lock();
+        let cutoff = self.opts.head_gc_cutoff(st.head.max_t());
+        let (removed, sealed) = st.head.gc(cutoff);
+        for c in sealed {
+            st.store_sealed(c);
+        }
+        let remaining = st.head.series_count();
+        drop(st);
+        self.shared
+            .counters
+            .head_series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        Ok(HeadGcReport {
+            cutoff,
+            removed: removed.len() as u64,
+            remaining,
+        })
     }
 
     fn metrics(&self) -> StorageMetrics {
@@ -150,8 +211,14 @@ impl Appender for MemAppender<'_> {
         if let Some(r) = st.head.lookup(labels) {
             return Ok(r);
         }
-        let id = st.head.next_id();
+        if let Some(r) = st.lookup_stored(labels) {
+            st.revive(r)?;
+            return Ok(r);
+        }
+        let id = st.labels.len() as u64 + 1;
         let r = st.head.insert(id, labels.clone())?;
+        st.labels.push(labels.clone());
+        st.by_hash.entry(labels.stable_hash()).or_default().push(id);
         st.postings.add(id, labels);
         self.s.shared.series.store(id, Ordering::Release);
         Ok(r)
@@ -175,8 +242,18 @@ impl Appender for MemAppender<'_> {
             too_old_window_ms: self.s.opts.too_old_window_ms,
         };
         for (r, t, v) in self.pending.drain(..) {
-            match st.head.append(r, t, v, Some(&limits)) {
-                Ok(Appended::Stored(_)) => rep.appended += 1,
+            let mut res = st.head.append(r, t, v, Some(&limits));
+            if let Err(Err(StorageError::UnknownSeries(_))) = res {
+                st.revive(r)?;
+                res = st.head.append(r, t, v, Some(&limits));
+            }
+            match res {
+                Ok(Appended::Stored(sealed)) => {
+                    rep.appended += 1;
+                    if let Some(c) = sealed {
+                        st.store_sealed(c);
+                    }
+                }
                 Ok(Appended::Duplicate) => rep.duplicates_ignored += 1,
                 Err(Ok(why)) => rep.reject(r, t, why),
                 Err(Err(e)) => return Err(e),
@@ -211,12 +288,22 @@ impl MemQuerier<'_> {
         }
         for id in select_ids(&st.postings, matchers)? {
             let r = SeriesRef(id);
-            let chunks = st.head.chunks_in(r, mint, maxt);
+            let mut chunks: Vec<ChunkData> = st
+                .chunks
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+                .cloned()
+                .collect();
+            chunks.extend(st.head.open_in(r, mint, maxt));
             if !has_sample_in(&chunks, mint, maxt)? {
                 continue;
             }
-            let Some(s) = st.head.get(r) else { continue };
-            out.push(Series::new(s.labels.clone(), chunks, mint, maxt));
+            let Some(l) = st.labels.get(id as usize - 1) else {
+                continue;
+            };
+            out.push(Series::new(l.clone(), chunks, mint, maxt));
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)

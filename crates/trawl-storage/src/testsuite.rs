@@ -54,7 +54,7 @@ macro_rules! storage_testsuite {
         $crate::storage_testsuite!(@cases $factory;
             roundtrip, chunk_boundaries, matchers, empty_value_semantics, staleness_bits,
             append_rules, retention, label_apis, time_range_filter, restart_recovery,
-            rollback_and_unknown_refs, raw_chunks);
+            rollback_and_unknown_refs, raw_chunks, head_gc, head_gc_restart, head_memory);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -821,4 +821,192 @@ pub fn raw_chunks(f: &dyn Factory, dir: &Path) {
         .expect("select")
         .count();
     assert_eq!(limited, 0);
+}
+
+/// Options for the GC cases: Prometheus-like windows (1 h too old, 2 h GC).
+fn gc_opts(clock: &ManualClock) -> StorageOptions {
+    StorageOptions {
+        clock: clock.clock(),
+        too_old_window_ms: 3_600_000,
+        head_gc_after_ms: 2 * 3_600_000,
+        ..StorageOptions::default()
+    }
+}
+
+/// Fixture for the GC cases: `idle` stops after 30 min, `busy` runs 5 h, `empty` never gets
+/// a sample.
+fn gc_fixture() -> Vec<(Labels, Vec<Sample>)> {
+    vec![
+        (
+            lbl(&[("__name__", "g"), ("s", "idle")]),
+            counter(120, T0, 15_000),
+        ),
+        (
+            lbl(&[("__name__", "g"), ("s", "busy")]),
+            counter(1200, T0, 15_000),
+        ),
+        (lbl(&[("__name__", "g"), ("s", "empty")]), Vec::new()),
+    ]
+}
+
+/// Head GC drops idle (and sample-less) series from memory only: their data stays readable,
+/// their cached refs stay valid and bring them back, samples older than what they stored are
+/// still refused, and new series never reuse their ids.
+pub fn head_gc(f: &dyn Factory, dir: &Path) {
+    let clock = ManualClock::new(T0 + 6 * 3_600_000);
+    let s = f.open(dir, gc_opts(&clock)).expect("open");
+    let data = gc_fixture();
+    let refs = write(s.as_ref(), &data);
+    let before = read(s.as_ref(), &all(), i64::MIN, i64::MAX);
+    assert_eq!(s.metrics().head_series, 3);
+    let busy_last = data[1].1.last().expect("busy").t;
+    let rep = s.gc_head().expect("gc");
+    assert_eq!(rep.cutoff, busy_last - 2 * 3_600_000);
+    assert_eq!((rep.removed, rep.remaining), (2, 1));
+    let met = s.metrics();
+    assert_eq!(met.head_series, 1);
+    assert_eq!(met.head_series_removed, 2);
+    assert_eq!(met.head_chunks, 1);
+    // Everything is still readable, through every read API.
+    assert_eq!(read(s.as_ref(), &all(), i64::MIN, i64::MAX), before);
+    let q = s.querier().expect("querier");
+    assert_eq!(
+        q.label_values("s", &[], i64::MIN, i64::MAX)
+            .expect("values"),
+        vec!["busy".to_string(), "idle".to_string()]
+    );
+    drop(q);
+    // Refs survive: series_ref finds the same ids, new series get new ones.
+    let mut app = s.appender();
+    for (r, (l, _)) in refs.iter().zip(&data) {
+        assert_eq!(app.series_ref(l).expect("ref"), *r);
+    }
+    let fresh = app
+        .series_ref(&lbl(&[("__name__", "g"), ("s", "new")]))
+        .expect("ref");
+    assert!(refs.iter().all(|r| *r != fresh), "ids are never reused");
+    drop(app);
+    s.gc_head().expect("gc");
+    // A cached ref of a dropped series: older samples are refused, newer ones appended to
+    // the same series.
+    let idle_last = data[0].1.last().expect("idle").t;
+    let mut app = s.appender();
+    app.append(refs[0], idle_last - 15_000, 1.0)
+        .expect("append");
+    app.append(refs[0], idle_last, 1.0).expect("append");
+    let rep = app.commit().expect("commit");
+    assert_eq!(rep.appended, 0);
+    assert_eq!(rep.rejected(RejectReason::TooOld), 2);
+    let t_new = busy_last + 15_000;
+    app.append(refs[0], t_new, 42.0).expect("append");
+    app.append(refs[2], t_new, 7.0).expect("append");
+    assert_eq!(app.commit().expect("commit").appended, 2);
+    drop(app);
+    let got = read(
+        s.as_ref(),
+        &[Matcher::equal("s", "idle")],
+        i64::MIN,
+        i64::MAX,
+    );
+    let mut want = bits(&data[0].1);
+    want.push((t_new, 42.0f64.to_bits()));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, want);
+    let got = read(
+        s.as_ref(),
+        &[Matcher::equal("s", "empty")],
+        i64::MIN,
+        i64::MAX,
+    );
+    assert_eq!(got[0].1, vec![(t_new, 7.0f64.to_bits())]);
+    assert_eq!(s.metrics().head_series, 3, "idle, busy and empty are back");
+}
+
+/// After head GC and a restart, dropped series are still readable, their refs still valid,
+/// and the too-old bound still protects them.
+pub fn head_gc_restart(f: &dyn Factory, dir: &Path) {
+    let clock = ManualClock::new(T0 + 12 * 3_600_000);
+    let data = gc_fixture();
+    let (refs, before) = {
+        let s = f.open(dir, gc_opts(&clock)).expect("open");
+        let refs = write(s.as_ref(), &data);
+        // Move the head on with a series far ahead: now busy is idle too.
+        let late = vec![(
+            lbl(&[("__name__", "g"), ("s", "late")]),
+            counter(3, data[1].1.last().expect("busy").t + 3 * 3_600_000, 15_000),
+        )];
+        write(s.as_ref(), &late);
+        assert_eq!(s.gc_head().expect("gc").removed, 3);
+        (refs, read(s.as_ref(), &all(), i64::MIN, i64::MAX))
+    };
+    let s = f.open(dir, gc_opts(&clock)).expect("reopen");
+    assert_eq!(read(s.as_ref(), &all(), i64::MIN, i64::MAX), before);
+    assert!(
+        s.metrics().head_series <= 1,
+        "dropped series stay out of the head"
+    );
+    let busy_last = data[1].1.last().expect("busy").t;
+    let mut app = s.appender();
+    app.append(refs[1], busy_last - 15_000, 1.0)
+        .expect("append");
+    app.append(refs[1], busy_last + 1, 1.0).expect("append");
+    let rep = app.commit().expect("commit");
+    assert_eq!(rep.appended, 0);
+    assert_eq!(rep.rejected(RejectReason::TooOld), 2);
+    for (r, (l, _)) in refs.iter().zip(&data) {
+        assert_eq!(app.series_ref(l).expect("ref"), *r);
+    }
+    drop(app);
+    assert_eq!(read(s.as_ref(), &all(), i64::MIN, i64::MAX), before);
+}
+
+/// The head holds an active series (labels, index entry and a half-full open chunk) in at
+/// most 1 KiB as the store accounts it, and gives the memory back after GC.
+pub fn head_memory(f: &dyn Factory, dir: &Path) {
+    let clock = ManualClock::new(T0 + 86_400_000);
+    let s = f.open(dir, gc_opts(&clock)).expect("open");
+    let n = 2000usize;
+    let data: Vec<(Labels, Vec<Sample>)> = (0..n)
+        .map(|i| {
+            let l = lbl(&[
+                ("__name__", "node_cpu_seconds_total"),
+                ("cpu", &(i % 8).to_string()),
+                ("instance", &format!("host-{:05}:9100", i / 100)),
+                ("job", "node"),
+                ("mode", ["idle", "user", "system", "iowait"][i / 8 % 4]),
+                ("series", &i.to_string()),
+            ]);
+            let samples = (0..60i64)
+                .map(|k| {
+                    Sample::new(
+                        T0 + k * 15_000,
+                        (1_000_000 + k * (i as i64 % 97 + k % 3)) as f64,
+                    )
+                })
+                .collect();
+            (l, samples)
+        })
+        .collect();
+    write(s.as_ref(), &data);
+    let met = s.metrics();
+    assert_eq!(met.head_series, n as u64);
+    assert_eq!(met.head_chunks, n as u64);
+    let per = met.head_bytes as f64 / n as f64;
+    println!("head_memory: {per:.0} bytes per active series (head accounting)");
+    assert!(per <= 1024.0, "{per:.0} bytes per active series");
+    assert!(per >= 100.0, "accounting cannot be this small: {per:.0}");
+    write(
+        s.as_ref(),
+        &[(
+            lbl(&[("__name__", "late")]),
+            vec![Sample::new(T0 + 4 * 3_600_000, 1.0)],
+        )],
+    );
+    assert_eq!(s.gc_head().expect("gc").removed, n as u64);
+    let after = s.metrics().head_bytes;
+    assert!(
+        after < met.head_bytes / 10,
+        "GC gives memory back: {after} of {} bytes left",
+        met.head_bytes
+    );
 }
