@@ -14,6 +14,7 @@
 //! Invariants: providers only read files and make HTTP GETs; a provider that fails keeps
 //! its last good groups; nothing panics on discovered input.
 
+pub mod dns;
 pub mod error;
 pub mod manager;
 pub mod provider;

@@ -69,10 +69,16 @@ pub fn providers_of(sc: &ScrapeConfig) -> Vec<ProviderConfig> {
     }
     out.extend(sd.file.iter().cloned().map(ProviderConfig::File));
     out.extend(sd.http.iter().cloned().map(ProviderConfig::Http));
-    if !sd.dns.is_empty() || !sd.kubernetes.is_empty() {
+    out.extend(
+        sd.dns
+            .iter()
+            .cloned()
+            .map(|c| ProviderConfig::Dns(crate::dns::DnsSd::system(c))),
+    );
+    if !sd.kubernetes.is_empty() {
         tracing::warn!(
             job = %sc.job_name,
-            "dns_sd_configs and kubernetes_sd_configs are not supported yet; they find no targets"
+            "kubernetes_sd_configs are not supported yet; they find no targets"
         );
     }
     out

@@ -29,6 +29,8 @@ pub enum ProviderConfig {
     File(FileSdConfig),
     /// One `http_sd_configs` entry.
     Http(HttpSdConfig),
+    /// One `dns_sd_configs` entry.
+    Dns(crate::dns::DnsSd),
 }
 
 impl ProviderConfig {
@@ -40,6 +42,7 @@ impl ProviderConfig {
             }
             ProviderConfig::File(f) => run_file(f, tx).await,
             ProviderConfig::Http(h) => run_http(h, tx).await,
+            ProviderConfig::Dns(d) => crate::dns::run(d, tx).await,
         }
     }
 }
