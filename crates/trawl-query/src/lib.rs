@@ -1,0 +1,45 @@
+//! `trawl-query`: the gRPC `Query` service (`proto/trawl/v1/query.proto`) over the PromQL
+//! engine, and the client library behind `trawl query`.
+//!
+//! Job: answer instant and range queries, series, label names and label values as
+//! Prometheus's HTTP API would, over protobuf: the server evaluates with
+//! [`trawl_promql::Engine`] over any [`trawl_promql::Queryable`] and reads metadata from a
+//! [`LabelSource`]; the [`Client`] turns answers back into the engine's result types and
+//! [`json`] renders them in the HTTP API's JSON shape.
+//!
+//! Invariants:
+//! - Same answers as the engine: values go on the wire bit-exact (staleness NaN, -0.0), label
+//!   sets sorted; a range result streams whole series in label order, at least one message,
+//!   the first carrying the warnings and infos.
+//! - Errors are gRPC statuses with Prometheus's `errorType` in the `trawl-error-type`
+//!   metadata and in the status details ([`ErrorType`], [`Error::to_status`]); messages are
+//!   Prometheus's texts (`invalid parameter "query": ...`).
+//! - Engine work runs on tokio's blocking pool, at most `max_concurrency` at once
+//!   (`--query.max-concurrency`), each bounded by the smallest of `--query.timeout`, the
+//!   request's `timeout_ms` and the call's gRPC deadline.
+//!
+//! Known differences from Prometheus's HTTP API:
+//! - A cancelled call (client gone) does not stop an evaluation already running; the engine
+//!   stops at its timeout.
+//! - A range result is computed whole before streaming (the engine is not incremental), so
+//!   streaming bounds message sizes, not server memory.
+//! - `LabelSource` is this crate's own trait: `trawl-web` has one of the same shape with
+//!   its own error type; both are implemented for storages (here via [`StorageLabels`]).
+
+mod client;
+mod convert;
+mod error;
+pub mod json;
+mod server;
+mod source;
+
+pub use client::{Answer, Client, Listing, MetadataQuery};
+pub use convert::{ResultCollector, instant_response};
+pub use error::{ERROR_TYPE_METADATA, Error, ErrorType};
+pub use server::{
+    MAX_POINTS_PER_SERIES, MAX_TIME_MS, MIN_TIME_MS, QueryOptions, QueryService, parse_selectors,
+    serve, service,
+};
+pub use source::{LabelSource, QueryableLabels, StorageLabels};
+/// The generated server type, for callers composing routers.
+pub use trawl_proto::v1::query_server::QueryServer;
