@@ -353,6 +353,14 @@ async fn query(State(st): State<ApiState>, req: Request) -> Response {
         })
         .await?;
         let elapsed = started.elapsed().as_secs_f64();
+        let mut res = res;
+        // Prometheus stamps every element of an instant vector with the evaluation time,
+        // whatever the time of the sample it came from.
+        if let Value::Vector(v) = &mut res.value {
+            for s in v {
+                s.t = t;
+            }
+        }
         Ok(Some(query_success(&res, t, opts.stats.then_some(elapsed))))
     })
     .await
