@@ -22,18 +22,23 @@
 //! [`RocksOptions::checkpoint_bytes`], writes every open chunk and range-deletes the replayed
 //! records in one batch. We chose RocksDB's WAL over a log of our own: one atomic write
 //! covers samples, sealed chunks and the checkpoint together, so there is no second file to
-//! keep consistent with the database. Measured (benches/compare.rs, 2 shared cores): an
+//! keep consistent with the database. Measured (`benches/benches/storage_compare.rs`, 2 shared cores): an
 //! unsynced 100-sample commit costs 15-35 µs including head work (3-6.6 M samples/s), an
 //! fsynced one 0.14-3.7 ms depending on disk load; a private log could not be cheaper than one `write()` per commit, which is
 //! what RocksDB's WAL already does. WAL writes are not fsynced unless [`RocksOptions::sync`]
 //! is set: that survives a killed process (tests/crash.rs), not a power cut.
 //!
 //! Tuning: one shared LRU block cache; bloom filters on `series` and `hash` (point reads);
-//! LZ4 on the index column families; a DB-wide memtable budget
-//! ([`RocksOptions::memtable_bytes`]) so RocksDB's buffers do not grow with the series count.
-//! The chunk column family is uncompressed by default because chunks are already encoded;
-//! measured on the node_exporter-like workload, ZSTD ([`ChunkCompression::Zstd`]) still takes
-//! 2.42 down to 2.19 bytes per sample at no append cost (compression runs in flushes).
+//! LZ4 on the index column families; a small DB-wide memtable budget
+//! ([`RocksOptions::memtable_bytes`], 16 MiB) so RocksDB's buffers neither grow with the series
+//! count nor dwarf a small head (log records between checkpoints spill to SST files instead of
+//! staying in memory). Chunks are already encoded, yet ZSTD on the chunk column family
+//! ([`ChunkCompression::Zstd`], the default) still takes about 10 % off Gorilla/decimal
+//! chunks on the node_exporter-like workload, at no cost to the appending thread (it runs in
+//! background flushes and compactions); reads pay one block decompression per seek.
+//! Compressing only the bottommost level does not work for this key layout: chunk keys are
+//! partition-major, so flushed files rarely overlap and reach the last level by trivial
+//! moves, never rewritten.
 //!
 //! The head (every active series' interned labels and open chunk) is kept in memory; sealed
 //! chunks live only in RocksDB.
@@ -97,6 +102,8 @@ pub struct RocksOptions {
     pub chunk_compression: ChunkCompression,
     /// Memory for memtables across all column families.
     pub memtable_bytes: usize,
+    /// Chunks per write batch when a checkpoint persists the head.
+    pub checkpoint_batch_chunks: usize,
 }
 
 /// Compression for sealed chunks.
@@ -104,7 +111,7 @@ pub struct RocksOptions {
 pub enum ChunkCompression {
     /// Store Gorilla chunks as they are.
     None,
-    /// ZSTD on top (trades CPU for a few percent on some workloads).
+    /// ZSTD on every level (the default).
     Zstd,
 }
 
@@ -114,8 +121,9 @@ impl Default for RocksOptions {
             block_cache_bytes: 64 << 20,
             checkpoint_bytes: 32 << 20,
             sync: false,
-            chunk_compression: ChunkCompression::None,
-            memtable_bytes: 64 << 20,
+            chunk_compression: ChunkCompression::Zstd,
+            memtable_bytes: 8 << 20,
+            checkpoint_batch_chunks: 2048,
         }
     }
 }
@@ -158,7 +166,12 @@ fn be(e: rocksdb::Error) -> StorageError {
     StorageError::Backend(e.to_string())
 }
 
-fn cf_options(cache: &Cache, bloom: bool, compression: DBCompressionType) -> Options {
+fn cf_options(
+    cache: &Cache,
+    bloom: bool,
+    compression: DBCompressionType,
+    write_buffer: usize,
+) -> Options {
     let mut bb = BlockBasedOptions::default();
     bb.set_block_cache(cache);
     bb.set_cache_index_and_filter_blocks(true);
@@ -168,6 +181,9 @@ fn cf_options(cache: &Cache, bloom: bool, compression: DBCompressionType) -> Opt
     let mut o = Options::default();
     o.set_block_based_table_factory(&bb);
     o.set_compression_type(compression);
+    // Per column family memtables well under the DB-wide budget: RocksDB's memtable arena
+    // allocates in blocks of an eighth of this.
+    o.set_write_buffer_size(write_buffer);
     o
 }
 
@@ -187,31 +203,35 @@ impl RocksStorage {
         // Bound memtable memory across all column families so the per-series cost stays the
         // head's, not RocksDB's buffers.
         db_opts.set_db_write_buffer_size(ropts.memtable_bytes);
+        let wb = (ropts.memtable_bytes / 2).max(1 << 20);
         let chunk_comp = match ropts.chunk_compression {
             ChunkCompression::None => DBCompressionType::None,
             ChunkCompression::Zstd => DBCompressionType::Zstd,
         };
-        let mut wal_cf = cf_options(&cache, false, DBCompressionType::None);
-        wal_cf.set_write_buffer_size(32 << 20);
+        let chunks_cf = cf_options(&cache, false, chunk_comp, wb);
+        let wal_cf = cf_options(&cache, false, DBCompressionType::None, wb);
         let cfs = vec![
             ColumnFamilyDescriptor::new(
                 CF_SERIES,
-                cf_options(&cache, true, DBCompressionType::Lz4),
+                cf_options(&cache, true, DBCompressionType::Lz4, wb),
             ),
-            ColumnFamilyDescriptor::new(CF_HASH, cf_options(&cache, true, DBCompressionType::Lz4)),
+            ColumnFamilyDescriptor::new(
+                CF_HASH,
+                cf_options(&cache, true, DBCompressionType::Lz4, wb),
+            ),
             ColumnFamilyDescriptor::new(
                 CF_POSTINGS,
-                cf_options(&cache, false, DBCompressionType::Lz4),
+                cf_options(&cache, false, DBCompressionType::Lz4, wb),
             ),
-            ColumnFamilyDescriptor::new(CF_CHUNKS, cf_options(&cache, false, chunk_comp)),
+            ColumnFamilyDescriptor::new(CF_CHUNKS, chunks_cf),
             ColumnFamilyDescriptor::new(CF_WAL, wal_cf),
             ColumnFamilyDescriptor::new(
                 CF_HEADCHUNKS,
-                cf_options(&cache, false, DBCompressionType::None),
+                cf_options(&cache, false, DBCompressionType::None, wb),
             ),
             ColumnFamilyDescriptor::new(
                 CF_META,
-                cf_options(&cache, false, DBCompressionType::None),
+                cf_options(&cache, false, DBCompressionType::None, wb),
             ),
         ];
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(be)?;
@@ -465,10 +485,18 @@ impl Inner {
         Ok(())
     }
 
-    /// Head GC plus checkpoint, atomically: idle series leave the head with their open
-    /// chunk written as a sealed chunk, every remaining open chunk is persisted, and the WAL
-    /// records they cover are dropped. If the write fails the store is poisoned (the head
-    /// already dropped the series).
+    /// Head GC plus checkpoint: idle series leave the head with their open chunk written as
+    /// a sealed chunk, every remaining open chunk is persisted, and the WAL records they
+    /// cover are dropped. If a write fails the store is poisoned (the head already dropped
+    /// the series).
+    ///
+    /// The chunks go out in batches of [`RocksOptions::checkpoint_batch_chunks`] so a large
+    /// head never needs one huge allocation (glibc keeps such transients resident); only the
+    /// last batch, which deletes the GC'd series' checkpoint entries and the WAL records, has
+    /// to be atomic. A crash between batches is harmless: replay skips every logged sample
+    /// that a newer checkpointed chunk already holds (it is out of order or a duplicate
+    /// there), and a GC'd series keeps its old checkpoint entry until the last batch, so it
+    /// is rebuilt exactly as before and its GC-sealed chunk is rewritten under the same key.
     fn checkpoint(&self, st: &mut State) -> Result<HeadGcReport, StorageError> {
         if let Some(p) = &st.poisoned {
             return Err(StorageError::Poisoned(p.clone()));
@@ -478,21 +506,38 @@ impl Inner {
         let wal = self.cf(CF_WAL)?;
         let cutoff = self.opts.head_gc_cutoff(st.head.max_t());
         let (removed, sealed) = st.head.gc(cutoff);
+        let part = self.ropts.checkpoint_batch_chunks.max(1);
+        let wo = self.write_opts();
         let mut batch = WriteBatch::default();
+        let mut res: Result<(), rocksdb::Error> = Ok(());
+        let mut pending = 0usize;
+        let mut flush_part = |batch: &mut WriteBatch, res: &mut Result<(), rocksdb::Error>| {
+            pending += 1;
+            if pending >= part && res.is_ok() {
+                *res = self.db.write_opt(std::mem::take(batch), &wo);
+                pending = 0;
+            }
+        };
         for c in &sealed {
             put_chunk(&mut batch, chunks, c);
-            st.min_partition = Some(st.min_partition.map_or(c.partition, |m| m.min(c.partition)));
+            flush_part(&mut batch, &mut res);
         }
-        batch.delete_range_cf(hc, [0u8; 8].as_slice(), [0xffu8; 9].as_slice());
         for (r, p, bytes) in st.head.open_chunks() {
             let mut v = Vec::with_capacity(8 + bytes.len());
             v.extend_from_slice(&enc_i64(p));
             v.extend_from_slice(bytes);
             batch.put_cf(hc, r.0.to_be_bytes(), v);
+            flush_part(&mut batch, &mut res);
+        }
+        for c in &sealed {
+            st.min_partition = Some(st.min_partition.map_or(c.partition, |m| m.min(c.partition)));
+        }
+        for r in &removed {
+            batch.delete_cf(hc, r.0.to_be_bytes());
         }
         batch.delete_range_cf(wal, 0u64.to_be_bytes(), st.seq.to_be_bytes());
         batch.put_cf(self.cf(CF_META)?, META_MAX_T, enc_i64(st.head.max_t()));
-        if let Err(e) = self.db.write_opt(batch, &self.write_opts()) {
+        if let Err(e) = res.and_then(|()| self.db.write_opt(batch, &wo)) {
             let msg = e.to_string();
             st.poisoned = Some(msg.clone());
             return Err(StorageError::Poisoned(msg));

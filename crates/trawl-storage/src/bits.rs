@@ -16,10 +16,11 @@ impl BitWriter {
     pub(crate) fn write(&mut self, v: u64, mut n: u32) {
         while n > 0 {
             if self.free == 0 {
-                // Grow in small steps: head chunks are many and long-lived, and doubling
+                // Grow in fixed steps of 64 (keeps capacities at 16k + 8, see
+                // `chunk::MIN_CAPACITY`): head chunks are many and long-lived, and doubling
                 // would leave a quarter of each one unused on average.
                 if self.buf.len() == self.buf.capacity() {
-                    self.buf.reserve_exact(32);
+                    self.buf.reserve_exact(64);
                 }
                 self.buf.push(0);
                 self.free = 8;

@@ -16,6 +16,11 @@ use crate::StorageError;
 use crate::bits::{BitReader, BitWriter, unzigzag, zigzag};
 
 const HEADER: usize = 2;
+/// Smallest buffer of an open chunk. Head chunks grow in lockstep (every series gets a
+/// sample per scrape), so the buffers a growth step frees must be able to merge with their
+/// neighbours: glibc never merges free chunks of its fastbin sizes (up to 128 bytes), and
+/// buffers that small left ~300 bytes of unusable holes per series in measurements.
+pub const MIN_CAPACITY: usize = 128;
 /// The most samples one chunk can hold (the header is a `u16`).
 pub const MAX_CHUNK_SAMPLES: usize = u16::MAX as usize;
 
@@ -41,9 +46,14 @@ impl Default for XorAppender {
 impl XorAppender {
     /// An empty chunk.
     pub fn new() -> Self {
-        // 40 bytes, then steps of 32 (see `BitWriter::write`): sizes of the form 16k + 8 fill
-        // glibc's 16-byte malloc bins exactly, and a head holds one such buffer per series.
-        let mut buf = Vec::with_capacity(40);
+        Self::with_capacity(MIN_CAPACITY)
+    }
+
+    /// An empty chunk whose buffer starts with room for `bytes` (at least [`MIN_CAPACITY`]).
+    pub fn with_capacity(bytes: usize) -> Self {
+        // Sizes of the form 16k + 8 fill glibc's 16-byte malloc bins exactly.
+        let cap = bytes.max(MIN_CAPACITY).div_ceil(16) * 16 + 8;
+        let mut buf = Vec::with_capacity(cap);
         buf.extend_from_slice(&[0, 0]);
         Self {
             w: BitWriter { buf, free: 0 },

@@ -41,6 +41,8 @@ fn main() -> anyhow::Result<()> {
     // A tiny checkpoint threshold so kills also land inside checkpoints.
     let ropts = RocksOptions {
         checkpoint_bytes: 16 << 10,
+        // Checkpoints in several batches, so kills also land between them.
+        checkpoint_batch_chunks: 7,
         ..RocksOptions::default()
     };
     let store = RocksStorage::open(std::path::Path::new(&dir), opts, ropts)?;
