@@ -23,8 +23,11 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())
 }
 
-/// The fixture's series and the value of sample `i` (at `i * 15 s`).
-pub fn fixture_series() -> Vec<(Labels, fn(i64) -> f64)> {
+/// The value of sample `i` (at `i * 15 s`).
+pub type ValueAt = fn(i64) -> f64;
+
+/// The fixture's series.
+pub fn fixture_series() -> Vec<(Labels, ValueAt)> {
     vec![
         (
             labels(&[
