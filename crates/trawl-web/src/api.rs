@@ -734,33 +734,87 @@ async fn series(State(st): State<ApiState>, req: Request) -> Response {
     .await
 }
 
-/// Prometheus's metadata `limit`: empty means no limit; not a number is its own error.
-fn metadata_limit(form: &Form, name: &str) -> Result<(), ApiError> {
+/// Prometheus's metadata limits: empty means none (-1); not a number is its own error.
+fn metadata_limit(form: &Form, name: &str) -> Result<i64, ApiError> {
     let s = form.get(name);
-    if !s.is_empty() && s.parse::<i64>().is_err() {
-        return Err(ApiError::bad_data(format!("{name} must be a number")));
+    if s.is_empty() {
+        return Ok(-1);
     }
-    Ok(())
+    s.parse::<i64>()
+        .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))
 }
 
-async fn metadata(req: Request) -> Response {
+async fn metadata(State(st): State<ApiState>, req: Request) -> Response {
     with_form(req, |form| async move {
-        metadata_limit(&form, "limit")?;
-        metadata_limit(&form, "limit_per_metric")?;
-        // Scraped HELP/TYPE metadata is not kept yet.
-        Ok(Some(Success::json(&json!({}))))
+        let limit = metadata_limit(&form, "limit")?;
+        let per_metric = metadata_limit(&form, "limit_per_metric")?;
+        let metric = form.get("metric");
+        // Unique (type, help, unit) per metric over all targets, in first-seen order.
+        let mut by_metric: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
+        for m in st.targets.metadata() {
+            if !metric.is_empty() && m.metric != metric {
+                continue;
+            }
+            let list = by_metric.entry(m.metric).or_default();
+            if per_metric > 0 && list.len() as i64 >= per_metric {
+                continue;
+            }
+            let md = (m.typ, m.help, m.unit);
+            if !list.contains(&md) {
+                list.push(md);
+            }
+        }
+        let mut res = serde_json::Map::new();
+        for (name, list) in by_metric {
+            if limit >= 0 && res.len() as i64 >= limit {
+                break;
+            }
+            let arr: Vec<Json> = list
+                .into_iter()
+                .map(|(t, h, u)| json!({"type": t, "help": h, "unit": u}))
+                .collect();
+            res.insert(name, Json::Array(arr));
+        }
+        Ok(Some(Success::json(&Json::Object(res))))
     })
     .await
 }
 
-async fn targets_metadata(req: Request) -> Response {
+async fn targets_metadata(State(st): State<ApiState>, req: Request) -> Response {
     with_form(req, |form| async move {
-        metadata_limit(&form, "limit")?;
+        let limit = metadata_limit(&form, "limit")?;
         let mt = form.get("match_target");
-        if !mt.is_empty() {
-            parse_match_params(&[mt]).map_err(ApiError::bad_data)?;
+        let sets = if mt.is_empty() {
+            Vec::new()
+        } else {
+            parse_match_params(&[mt]).map_err(|e| ApiError::param("match_target", e))?
+        };
+        let metric = form.get("metric");
+        let mut res = Vec::new();
+        for m in st.targets.metadata() {
+            if limit >= 0 && res.len() as i64 >= limit {
+                break;
+            }
+            let target_ok = sets.is_empty()
+                || sets.iter().any(|set| {
+                    set.iter()
+                        .all(|mm| mm.matches(m.target.get_or_empty(&mm.name)))
+                });
+            if !target_ok || (!metric.is_empty() && m.metric != metric) {
+                continue;
+            }
+            let mut o = serde_json::Map::new();
+            o.insert("target".into(), labels_json(&m.target));
+            // Prometheus leaves the metric name out when the request named it.
+            if metric.is_empty() {
+                o.insert("metric".into(), Json::String(m.metric));
+            }
+            o.insert("type".into(), Json::String(m.typ));
+            o.insert("help".into(), Json::String(m.help));
+            o.insert("unit".into(), Json::String(m.unit));
+            res.push(Json::Object(o));
         }
-        Ok(Some(Success::json(&json!([]))))
+        Ok(Some(Success::json(&res)))
     })
     .await
 }

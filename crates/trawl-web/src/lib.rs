@@ -37,7 +37,8 @@ pub use api::router;
 pub use source::{LabelSource, StorageLabels, StorageQueryable};
 pub use status::{BuildInfo, ConfigStatus, StatusInfo, TsdbStatus};
 pub use targets::{
-    ActiveTarget, DroppedTarget, NoTargets, TargetHealth, TargetsSnapshot, TargetsSource,
+    ActiveTarget, DroppedTarget, NoTargets, TargetHealth, TargetMetadata, TargetsSnapshot,
+    TargetsSource,
 };
 
 /// Re-exported so callers name the same router type.

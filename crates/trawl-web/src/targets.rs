@@ -79,10 +79,32 @@ pub struct TargetsSnapshot {
     pub dropped_counts: BTreeMap<String, usize>,
 }
 
+/// One metric's `# HELP` / `# TYPE` / `# UNIT` as last scraped from one target.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetMetadata {
+    /// The target's labels (as [`ActiveTarget::labels`]).
+    pub target: Labels,
+    /// The metric family name.
+    pub metric: String,
+    /// `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`, `info`, `stateset` or
+    /// `unknown`.
+    pub typ: String,
+    /// The help text.
+    pub help: String,
+    /// The unit, empty when none.
+    pub unit: String,
+}
+
 /// Gives the current scrape state.
 pub trait TargetsSource: Send + Sync {
     /// A consistent snapshot.
     fn snapshot(&self) -> TargetsSnapshot;
+
+    /// Metric metadata per active target, for `/api/v1/metadata` and
+    /// `/api/v1/targets/metadata`. None by default.
+    fn metadata(&self) -> Vec<TargetMetadata> {
+        Vec::new()
+    }
 }
 
 impl<F: Fn() -> TargetsSnapshot + Send + Sync> TargetsSource for F {

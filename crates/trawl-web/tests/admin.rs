@@ -384,3 +384,86 @@ async fn unknown_paths_and_methods() {
     .await;
     assert_eq!(r.status.as_u16(), 405);
 }
+
+struct WithMetadata;
+
+impl trawl_web::TargetsSource for WithMetadata {
+    fn snapshot(&self) -> TargetsSnapshot {
+        snapshot()
+    }
+
+    fn metadata(&self) -> Vec<trawl_web::TargetMetadata> {
+        let md = |target: &[(&str, &str)], metric: &str, typ: &str, help: &str| {
+            trawl_web::TargetMetadata {
+                target: labels(target),
+                metric: metric.into(),
+                typ: typ.into(),
+                help: help.into(),
+                unit: String::new(),
+            }
+        };
+        let a: &[(&str, &str)] = &[("instance", "a:1"), ("job", "node")];
+        let b: &[(&str, &str)] = &[("instance", "b:1"), ("job", "prometheus")];
+        vec![
+            md(a, "up_seconds", "gauge", "Uptime."),
+            md(a, "req_total", "counter", "Requests."),
+            md(b, "req_total", "counter", "Requests."),
+            md(b, "req_total2", "counter", "Other help."),
+            md(b, "mixed", "gauge", "One."),
+            md(a, "mixed", "counter", "Two."),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn metadata_from_the_targets() {
+    let app = trawl_web::router(state().with_targets(Arc::new(WithMetadata)));
+    assert_ok(
+        &get(&app, "/api/v1/metadata").await,
+        ok(json!({
+            "mixed": [{"type": "gauge", "help": "One.", "unit": ""}, {"type": "counter", "help": "Two.", "unit": ""}],
+            "req_total": [{"type": "counter", "help": "Requests.", "unit": ""}],
+            "req_total2": [{"type": "counter", "help": "Other help.", "unit": ""}],
+            "up_seconds": [{"type": "gauge", "help": "Uptime.", "unit": ""}],
+        })),
+    );
+    assert_ok(
+        &get(&app, "/api/v1/metadata?metric=req_total").await,
+        ok(json!({"req_total": [{"type": "counter", "help": "Requests.", "unit": ""}]})),
+    );
+    assert_ok(
+        &get(&app, "/api/v1/metadata?limit=1&limit_per_metric=1").await,
+        ok(json!({"mixed": [{"type": "gauge", "help": "One.", "unit": ""}]})),
+    );
+    assert_ok(
+        &get(
+            &app,
+            &format!(
+                "/api/v1/targets/metadata?match_target={}",
+                enc("{job=\"prometheus\"}")
+            ),
+        )
+        .await,
+        ok(json!([
+            {"target": {"instance": "b:1", "job": "prometheus"}, "metric": "req_total", "type": "counter", "help": "Requests.", "unit": ""},
+            {"target": {"instance": "b:1", "job": "prometheus"}, "metric": "req_total2", "type": "counter", "help": "Other help.", "unit": ""},
+            {"target": {"instance": "b:1", "job": "prometheus"}, "metric": "mixed", "type": "gauge", "help": "One.", "unit": ""},
+        ])),
+    );
+    // Naming the metric leaves it out of each entry.
+    assert_ok(
+        &get(&app, "/api/v1/targets/metadata?metric=mixed&limit=1").await,
+        ok(json!([
+            {"target": {"instance": "b:1", "job": "prometheus"}, "type": "gauge", "help": "One.", "unit": ""},
+        ])),
+    );
+    let r = get(&app, "/api/v1/targets/metadata?match_target=up%7B").await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid parameter \"match_target\": ")),
+        "{}",
+        r.body
+    );
+}
