@@ -59,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_ready));
     Router::new()
         .merge(api)
+        .route("/api/v1/status/walreplay", get(status_walreplay))
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload).put(reload))
@@ -226,12 +227,39 @@ fn text_response(status: StatusCode, body: impl Into<String>) -> Response {
     r
 }
 
+/// What wraps every `/api/v1/*` route: the readiness gate, `OPTIONS` preflight answers and
+/// CORS headers (Prometheus's default `--web.cors.origin=".*"`).
 async fn require_ready(State(st): State<ApiState>, req: Request, next: Next) -> Response {
-    if st.ready.load(Ordering::Acquire) {
-        next.run(req).await
-    } else {
-        not_ready()
+    if !st.ready.load(Ordering::Acquire) {
+        return not_ready();
     }
+    let has_origin = req.headers().contains_key(header::ORIGIN);
+    let mut res = if req.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if has_origin {
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Date"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    res
 }
 
 fn not_ready() -> Response {
@@ -308,9 +336,12 @@ async fn blocking<T: Send + 'static>(
 struct QueryOpts {
     engine: Engine,
     stats: bool,
+    /// Series kept in a vector or matrix result (0: all).
+    limit: usize,
 }
 
 fn query_opts(st: &ApiState, form: &Form) -> Result<QueryOpts, ApiError> {
+    let limit = parse_limit(form.get("limit")).map_err(|e| ApiError::param("limit", e))?;
     let mut opts = st.engine.clone();
     let to = form.get("timeout");
     if !to.is_empty() {
@@ -330,7 +361,52 @@ fn query_opts(st: &ApiState, form: &Form) -> Result<QueryOpts, ApiError> {
     Ok(QueryOpts {
         engine: Engine::new(opts),
         stats: !form.get("stats").is_empty(),
+        limit,
     })
+}
+
+/// Runs a query on the blocking pool once one of the state's query slots is free; waiting
+/// for a slot counts against the query's timeout, as Prometheus's query queue does.
+async fn run_query(
+    st: &ApiState,
+    opts: &QueryOpts,
+    f: impl FnOnce() -> Result<QueryResult, QueryError> + Send + 'static,
+) -> Result<QueryResult, ApiError> {
+    let timeout = opts.engine.options().timeout;
+    let permit = match tokio::time::timeout(timeout, st.query_slots.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => {
+            return Err(ApiError {
+                typ: ErrorType::Internal,
+                msg: "query queue closed".to_owned(),
+            });
+        }
+        Err(_) => return Err(ApiError::from_query(QueryError::Timeout("query queue"))),
+    };
+    blocking(move || {
+        let r = f().map_err(ApiError::from_query);
+        drop(permit);
+        r
+    })
+    .await
+}
+
+/// Prometheus's `limit` on query results: the first `limit` series of a vector or matrix.
+fn limit_result(res: &mut QueryResult, limit: usize) -> bool {
+    if limit == 0 {
+        return false;
+    }
+    match &mut res.value {
+        Value::Vector(v) if v.len() > limit => {
+            v.truncate(limit);
+            true
+        }
+        Value::Matrix(m) if m.len() > limit => {
+            m.truncate(limit);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn parse_query_param(q: &str) -> Result<Expr, ApiError> {
@@ -346,14 +422,13 @@ async fn query(State(st): State<ApiState>, req: Request) -> Response {
         let expr = parse_query_param(&src)?;
         let q = st.queryable.clone();
         let started = Instant::now();
-        let res = blocking(move || {
-            opts.engine
-                .instant_with_source(q.as_ref(), &expr, Some(&src), t)
-                .map_err(ApiError::from_query)
+        let engine = opts.engine.clone();
+        let mut res = run_query(&st, &opts, move || {
+            engine.instant_with_source(q.as_ref(), &expr, Some(&src), t)
         })
         .await?;
         let elapsed = started.elapsed().as_secs_f64();
-        let mut res = res;
+        let truncated = limit_result(&mut res, opts.limit);
         // Prometheus stamps every element of an instant vector with the evaluation time,
         // whatever the time of the sample it came from.
         if let Value::Vector(v) = &mut res.value {
@@ -361,7 +436,11 @@ async fn query(State(st): State<ApiState>, req: Request) -> Response {
                 s.t = t;
             }
         }
-        Ok(Some(query_success(&res, t, opts.stats.then_some(elapsed))))
+        let mut ok = query_success(&res, t, opts.stats.then_some(elapsed));
+        if truncated {
+            ok.warnings.push(TRUNCATED.to_owned());
+        }
+        Ok(Some(ok))
     })
     .await
 }
@@ -405,14 +484,18 @@ async fn query_range(State(st): State<ApiState>, req: Request) -> Response {
         }
         let q = st.queryable.clone();
         let started = Instant::now();
-        let res = blocking(move || {
-            opts.engine
-                .range_with_source(q.as_ref(), &expr, Some(&src), start, end, step)
-                .map_err(ApiError::from_query)
+        let engine = opts.engine.clone();
+        let mut res = run_query(&st, &opts, move || {
+            engine.range_with_source(q.as_ref(), &expr, Some(&src), start, end, step)
         })
         .await?;
         let elapsed = started.elapsed().as_secs_f64();
-        Ok(Some(query_success(&res, end, opts.stats.then_some(elapsed))))
+        let truncated = limit_result(&mut res, opts.limit);
+        let mut ok = query_success(&res, end, opts.stats.then_some(elapsed));
+        if truncated {
+            ok.warnings.push(TRUNCATED.to_owned());
+        }
+        Ok(Some(ok))
     })
     .await
 }
@@ -1075,6 +1158,13 @@ fn tsdb_json(all: &[Labels], head: Option<crate::TsdbStatus>, limit: usize) -> J
         "memoryInBytesByLabelName": top(bytes_by_name.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), limit),
         "seriesCountByLabelValuePair": top(by_pair.into_iter().map(|((n, v), c)| (format!("{n}={v}"), c)).collect(), limit),
     })
+}
+
+/// Trawl replays no WAL at start-up that the API could wait for: always done.
+async fn status_walreplay() -> Response {
+    respond(Ok(Some(Success::json(
+        &json!({"min": 0, "max": 0, "current": 0}),
+    ))))
 }
 
 // ---------------------------------------------------------------------------------------

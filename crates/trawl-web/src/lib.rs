@@ -55,6 +55,9 @@ pub enum Error {
     Source(String),
 }
 
+/// Prometheus's default `--query.max-concurrency`.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 20;
+
 /// Reloads the configuration; `Err` carries the reason shown to the caller.
 pub type ReloadFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// Renders the process's own metrics in the Prometheus text exposition format.
@@ -83,6 +86,9 @@ pub struct ApiState {
     pub engine: EngineOptions,
     /// The clock used when `time` is not given.
     pub now: NowFn,
+    /// Queries evaluated at once (`--query.max-concurrency`, default 20); more wait their turn
+    /// within their timeout.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -99,6 +105,7 @@ impl ApiState {
             ready: Arc::new(AtomicBool::new(true)),
             engine: EngineOptions::default(),
             now: Arc::new(system_now_ms),
+            query_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENCY)),
         }
     }
 
@@ -143,6 +150,12 @@ impl ApiState {
     /// Sets the engine options.
     pub fn with_engine(mut self, o: EngineOptions) -> Self {
         self.engine = o;
+        self
+    }
+
+    /// Sets how many queries are evaluated at once (at least 1).
+    pub fn with_max_concurrency(mut self, n: usize) -> Self {
+        self.query_slots = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
         self
     }
 

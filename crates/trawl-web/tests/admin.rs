@@ -467,3 +467,44 @@ async fn metadata_from_the_targets() {
         r.body
     );
 }
+
+#[tokio::test]
+async fn cors_and_preflight() {
+    let app = app();
+    let req = Request::options("/api/v1/query")
+        .header("Origin", "http://grafana:3000")
+        .body(Body::empty())
+        .expect("req");
+    let res = tower::ServiceExt::oneshot(app.clone(), req)
+        .await
+        .expect("infallible");
+    assert_eq!(res.status().as_u16(), 204);
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert_eq!(h["access-control-allow-methods"], "GET, POST, OPTIONS");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "Accept, Authorization, Content-Type, Origin"
+    );
+    assert_eq!(h["access-control-expose-headers"], "Date");
+    // Without Origin there are no CORS headers.
+    let req = Request::get("/api/v1/labels")
+        .body(Body::empty())
+        .expect("req");
+    let res = tower::ServiceExt::oneshot(app, req)
+        .await
+        .expect("infallible");
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn wal_replay_is_done() {
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = trawl_web::router(state().with_ready(ready));
+    // Served before readiness, as in Prometheus (it reports start-up progress).
+    assert_ok(
+        &get(&app, "/api/v1/status/walreplay").await,
+        ok(json!({"min": 0, "max": 0, "current": 0})),
+    );
+}

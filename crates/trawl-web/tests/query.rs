@@ -383,3 +383,56 @@ async fn lookback_delta_param() {
         .json();
     assert_eq!(v["data"]["result"], json!([]));
 }
+
+#[tokio::test]
+async fn limit_truncates_series_with_a_warning() {
+    let app = app();
+    assert_ok(
+        &get(&app, "/api/v1/query?query=up&time=600&limit=1").await,
+        json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"__name__": "up", "instance": "localhost:9090", "job": "prometheus"}, "value": [600, "1"]},
+        ]}, "warnings": ["results truncated due to limit"]}),
+    );
+    assert_ok(
+        &get(
+            &app,
+            "/api/v1/query_range?query=up&start=600&end=600&step=1&limit=1",
+        )
+        .await,
+        json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"__name__": "up", "instance": "localhost:9090", "job": "prometheus"}, "values": [[600, "1"]]},
+        ]}, "warnings": ["results truncated due to limit"]}),
+    );
+    // Not exceeded, or a scalar: no warning.
+    assert_ok(
+        &get(&app, "/api/v1/query?query=up&time=600&limit=2").await,
+        json!({"status": "success", "data": {"resultType": "vector", "result": up_vector(json!(600))}}),
+    );
+    assert_ok(
+        &get(&app, "/api/v1/query?query=7&time=600&limit=1").await,
+        json!({"status": "success", "data": {"resultType": "scalar", "result": [600, "7"]}}),
+    );
+    assert_err(
+        &get(&app, "/api/v1/query?query=up&limit=-2").await,
+        400,
+        "bad_data",
+        "invalid parameter \"limit\": limit must be non-negative",
+    );
+}
+
+#[tokio::test]
+async fn a_full_query_queue_times_out() {
+    let st = state().with_max_concurrency(1);
+    let held = st
+        .query_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore open");
+    let app = trawl_web::router(st);
+    let r = get(&app, "/api/v1/query?query=up&time=600&timeout=0.05").await;
+    assert_err(&r, 503, "timeout", "query timed out in query queue");
+    drop(held);
+    let r = get(&app, "/api/v1/query?query=up&time=600&timeout=5").await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+}
