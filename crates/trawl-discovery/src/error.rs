@@ -42,4 +42,7 @@ pub enum DiscoveryError {
     /// Reading a file or fetching a URL failed.
     #[error("{0}")]
     Io(String),
+    /// Kubernetes SD could not create its client.
+    #[error("kubernetes SD: {0}")]
+    Kubernetes(String),
 }

@@ -16,6 +16,7 @@
 
 pub mod dns;
 pub mod error;
+pub mod kubernetes;
 pub mod manager;
 pub mod provider;
 pub mod targets;

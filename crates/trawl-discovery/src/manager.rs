@@ -75,12 +75,7 @@ pub fn providers_of(sc: &ScrapeConfig) -> Vec<ProviderConfig> {
             .cloned()
             .map(|c| ProviderConfig::Dns(crate::dns::DnsSd::system(c))),
     );
-    if !sd.kubernetes.is_empty() {
-        tracing::warn!(
-            job = %sc.job_name,
-            "kubernetes_sd_configs are not supported yet; they find no targets"
-        );
-    }
+    out.extend(sd.kubernetes.iter().cloned().map(ProviderConfig::Kubernetes));
     out
 }
 

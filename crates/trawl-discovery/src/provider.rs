@@ -29,6 +29,8 @@ pub enum ProviderConfig {
     File(FileSdConfig),
     /// One `http_sd_configs` entry.
     Http(HttpSdConfig),
+    /// One `kubernetes_sd_configs` entry.
+    Kubernetes(trawl_config::KubernetesSdConfig),
     /// One `dns_sd_configs` entry.
     Dns(crate::dns::DnsSd),
 }
@@ -42,6 +44,7 @@ impl ProviderConfig {
             }
             ProviderConfig::File(f) => run_file(f, tx).await,
             ProviderConfig::Http(h) => run_http(h, tx).await,
+            ProviderConfig::Kubernetes(k) => crate::kubernetes::run(k, tx).await,
             ProviderConfig::Dns(d) => crate::dns::run(d, tx).await,
         }
     }
