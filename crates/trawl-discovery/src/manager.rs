@@ -75,7 +75,12 @@ pub fn providers_of(sc: &ScrapeConfig) -> Vec<ProviderConfig> {
             .cloned()
             .map(|c| ProviderConfig::Dns(crate::dns::DnsSd::system(c))),
     );
-    out.extend(sd.kubernetes.iter().cloned().map(ProviderConfig::Kubernetes));
+    out.extend(
+        sd.kubernetes
+            .iter()
+            .cloned()
+            .map(ProviderConfig::Kubernetes),
+    );
     out
 }
 
