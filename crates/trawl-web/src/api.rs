@@ -20,8 +20,8 @@ use trawl_promql::{Engine, QueryError, QueryResult, Value};
 use crate::ApiState;
 use crate::format::{format_time, write_float, write_json_str, write_timestamp};
 use crate::params::{
-    Form, MAX_TIME_MS, MIN_TIME_MS, go_quote, parse_duration, parse_limit, parse_match_params,
-    parse_time, parse_time_param,
+    Form, MAX_TIME_MS, MIN_TIME_MS, go_quote, parse_duration, parse_expr, parse_limit,
+    parse_match_params, parse_time, parse_time_param,
 };
 use crate::source::union_sorted;
 use crate::targets::TargetsSnapshot;
@@ -345,17 +345,18 @@ fn query_opts(st: &ApiState, form: &Form) -> Result<QueryOpts, ApiError> {
     let mut opts = st.engine.clone();
     let to = form.get("timeout");
     if !to.is_empty() {
-        let ms = parse_duration(to).map_err(|e| ApiError::param("timeout", e))?;
-        let d = std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        let ns = parse_duration(to).map_err(|e| ApiError::param("timeout", e))?;
+        let d = std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
         opts.timeout = opts.timeout.min(d);
     }
     let lb = form.get("lookback_delta");
     if !lb.is_empty() {
-        let ms = parse_duration(lb).map_err(|e| {
+        let ns = parse_duration(lb).map_err(|e| {
             ApiError::bad_data(format!("error parsing lookback delta duration: {e}"))
         })?;
-        if ms > 0 {
-            opts.lookback_delta = std::time::Duration::from_millis(ms.unsigned_abs());
+        // Zero or less keeps the engine's default, as in Prometheus.
+        if ns > 0 {
+            opts.lookback_delta = std::time::Duration::from_nanos(ns.unsigned_abs());
         }
     }
     Ok(QueryOpts {
@@ -410,7 +411,7 @@ fn limit_result(res: &mut QueryResult, limit: usize) -> bool {
 }
 
 fn parse_query_param(q: &str) -> Result<Expr, ApiError> {
-    trawl_promql::parse(q).map_err(|e| ApiError::param("query", e))
+    parse_expr(q).map_err(|e| ApiError::param("query", e))
 }
 
 async fn query(State(st): State<ApiState>, req: Request) -> Response {
@@ -450,37 +451,43 @@ async fn query_range(State(st): State<ApiState>, req: Request) -> Response {
         let start = parse_time(form.get("start")).map_err(|e| ApiError::param("start", e))?;
         let end = parse_time(form.get("end")).map_err(|e| ApiError::param("end", e))?;
         if end < start {
-            return Err(ApiError::bad_data(
+            return Err(ApiError::param(
+                "end",
                 "end timestamp must not be before start time",
             ));
         }
-        let step = parse_duration(form.get("step")).map_err(|e| ApiError::param("step", e))?;
-        if step <= 0 {
-            return Err(ApiError::bad_data(
+        let step_ns =
+            parse_duration(form.get("step")).map_err(|e| ApiError::param("step", e))?;
+        if step_ns <= 0 {
+            return Err(ApiError::param(
+                "step",
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
-        // Prometheus's safety limit on points per series.
-        if (i128::from(end) - i128::from(start)) / i128::from(step) > 11_000 {
+        // Prometheus's safety limit on points per series (Go duration division).
+        if (i128::from(end) - i128::from(start)) * 1_000_000 / i128::from(step_ns) > 11_000 {
             return Err(ApiError::bad_data(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
             ));
         }
+        // The engine works in milliseconds; a sub-millisecond step that passed the check
+        // above can only span a range shorter than 11 ms.
+        let step = (step_ns / 1_000_000).max(1);
         let opts = query_opts(&st, &form)?;
         let src = form.get("query").to_owned();
-        let expr = parse_query_param(&src)?;
+        // Unlike the instant endpoint, Prometheus reports range-query construction errors
+        // (parse, result type) without naming the parameter.
+        let expr =
+            parse_expr(&src).map_err(ApiError::bad_data)?;
         if matches!(expr.value_type(), ValueType::Matrix | ValueType::String) {
             let tn = if expr.value_type() == ValueType::String {
                 "string"
             } else {
                 "range vector"
             };
-            return Err(ApiError::param(
-                "query",
-                format!(
-                    "invalid expression type \"{tn}\" for range query, must be Scalar or instant Vector"
-                ),
-            ));
+            return Err(ApiError::bad_data(format!(
+                "invalid expression type \"{tn}\" for range query, must be Scalar or instant Vector"
+            )));
         }
         let q = st.queryable.clone();
         let started = Instant::now();
@@ -508,14 +515,23 @@ fn query_success(res: &QueryResult, t: i64, stats: Option<f64>) -> Success {
     out.push_str("\",\"result\":");
     let mut samples = 0usize;
     match &res.value {
+        // Prometheus marshals scalars and strings with Go's generic encoder: the time as a
+        // plain float of seconds and a scalar's value in 'f' format (no exponent), unlike
+        // vector and matrix points.
         Value::Scalar(v) => {
             samples = 1;
-            write_point(&mut out, t, *v);
+            let _ = write!(out, "[{},\"", t as f64 / 1000.0);
+            if v.is_nan() {
+                out.push_str("NaN");
+            } else if v.is_infinite() {
+                out.push_str(if *v > 0.0 { "+Inf" } else { "-Inf" });
+            } else {
+                let _ = write!(out, "{v}");
+            }
+            out.push_str("\"]");
         }
         Value::String(s) => {
-            out.push('[');
-            write_timestamp(&mut out, t);
-            out.push(',');
+            let _ = write!(out, "[{},", t as f64 / 1000.0);
             write_json_str(&mut out, s);
             out.push(']');
         }
@@ -602,8 +618,7 @@ async fn query_exemplars(req: Request) -> Response {
                 "end timestamp must not be before start timestamp",
             ));
         }
-        let expr = trawl_promql::parse(form.get("query"))
-            .map_err(|e| ApiError::bad_data(e.to_string()))?;
+        let expr = parse_expr(form.get("query")).map_err(ApiError::bad_data)?;
         if !has_selector(&expr) {
             return Ok(None);
         }
@@ -651,7 +666,8 @@ fn meta_params(form: &Form) -> Result<MetaParams, ApiError> {
     let start =
         parse_time_param(form, "start", MIN_TIME_MS).map_err(|e| ApiError::param("start", e))?;
     let end = parse_time_param(form, "end", MAX_TIME_MS).map_err(|e| ApiError::param("end", e))?;
-    let sets = parse_match_params(&form.all("match[]")).map_err(ApiError::bad_data)?;
+    let sets =
+        parse_match_params(&form.all("match[]")).map_err(|e| ApiError::param("match[]", e))?;
     Ok(MetaParams {
         start,
         end,

@@ -91,8 +91,9 @@ pub(crate) fn parse_time_param(form: &Form, name: &str, default: i64) -> Result<
     parse_time(v).map_err(|e| format!("Invalid time value for '{name}': {e}"))
 }
 
-/// Prometheus's `parseDuration`: float seconds or a Prometheus duration (`5m`, `1h30m`).
-/// Negative float values are kept (the caller rejects them with its own text).
+/// Prometheus's `parseDuration`, in nanoseconds (Go's `time.Duration`): float seconds or a
+/// Prometheus duration (`5m`, `1h30m`). Negative float values are kept (the caller rejects
+/// them with its own text).
 pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
     if let Some(f) = parse_go_float(s) {
         let ns = f * 1e9;
@@ -102,11 +103,12 @@ pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
                 go_quote(s)
             ));
         }
-        // Nanoseconds to milliseconds truncating toward zero, as Go's Duration.Milliseconds.
-        return Ok((ns as i64) / 1_000_000);
+        return Ok(ns as i64);
     }
     if let Ok(d) = PromDuration::parse(s) {
-        return Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        return Ok(i64::try_from(d.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000));
     }
     Err(format!("cannot parse {} to a valid duration", go_quote(s)))
 }
@@ -154,7 +156,8 @@ fn parse_go_float(s: &str) -> Option<f64> {
     {
         return None;
     }
-    s.parse::<f64>().ok()
+    // Go reports a literal beyond the float range as an error (ErrRange); Rust gives ±Inf.
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// Go's `%q` of a string (enough for parameter echoes: quotes, backslashes, controls).
@@ -178,21 +181,53 @@ pub(crate) fn go_quote(s: &str) -> String {
     out
 }
 
+/// Parses a PromQL expression, with parse errors in Prometheus's `line:col: parse error: msg`
+/// form where the position is known: `promql-parser` reports none, but errors about the end
+/// of the input are located at the end of the input, as Prometheus's parser locates them.
+pub(crate) fn parse_expr(src: &str) -> Result<trawl_promql::promql_parser::parser::Expr, String> {
+    trawl_promql::promql_parser::parser::parse(src).map_err(|e| parse_error_text(src, &e))
+}
+
+fn parse_error_text(src: &str, msg: &str) -> String {
+    let positioned = msg
+        .split_once(':')
+        .is_some_and(|(l, _)| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    if positioned {
+        return msg.to_owned();
+    }
+    let at_end = msg.contains("end of input")
+        || msg.starts_with("unclosed")
+        || msg.contains("no expression found in input");
+    if !at_end {
+        return format!("parse error: {msg}");
+    }
+    let line = src.matches('\n').count() + 1;
+    let col = src.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}: parse error: {msg}")
+}
+
 /// Parses `match[]` selectors (Prometheus's `parseMatchersParam`): each must be a vector
 /// selector, and each set must hold at least one matcher that does not match the empty string.
 /// `{a="1" or b="2"}` yields one set per alternative.
 pub(crate) fn parse_match_params(values: &[&str]) -> Result<Vec<Vec<Matcher>>, String> {
+    const EMPTY: &str = "match[] must contain at least one non-empty matcher";
     let mut sets = Vec::new();
     for v in values {
-        let expr = trawl_promql::promql_parser::parser::parse(v)?;
+        let expr = match parse_expr(v) {
+            Ok(e) => e,
+            // promql-parser checks what Prometheus's metric-selector parser leaves to this
+            // function; answer with this function's text.
+            Err(e) if e.contains("at least one non-empty matcher") => return Err(EMPTY.into()),
+            Err(e) => return Err(e),
+        };
         let trawl_promql::promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-            return Err("invalid parameter \"match[]\": expected vector selector".to_owned());
+            return Err("parse error: expected a series selector".to_owned());
         };
         sets.extend(selector_matchers(&vs)?);
     }
     for set in &sets {
         if !set.iter().any(|m| !m.matches("")) {
-            return Err("match[] must contain at least one non-empty matcher".to_owned());
+            return Err(EMPTY.to_owned());
         }
     }
     Ok(sets)
@@ -259,15 +294,17 @@ mod tests {
             Err("cannot parse \"x\" to a valid timestamp".to_owned())
         );
         assert_eq!(parse_time(MIN_TIME_TEXT), Ok(MIN_TIME_MS));
+        assert!(parse_time("1e9999").is_err());
         assert_eq!(parse_time(MAX_TIME_TEXT), Ok(MAX_TIME_MS));
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("15"), Ok(15_000));
-        assert_eq!(parse_duration("0.5"), Ok(500));
-        assert_eq!(parse_duration("1m30s"), Ok(90_000));
-        assert_eq!(parse_duration("-1"), Ok(-1000));
+        assert_eq!(parse_duration("15"), Ok(15_000_000_000));
+        assert_eq!(parse_duration("0.5"), Ok(500_000_000));
+        assert_eq!(parse_duration("0.0001"), Ok(100_000));
+        assert_eq!(parse_duration("1m30s"), Ok(90_000_000_000));
+        assert_eq!(parse_duration("-1"), Ok(-1_000_000_000));
         assert_eq!(
             parse_duration("1e300"),
             Err("cannot parse \"1e300\" to a valid duration. It overflows int64".to_owned())
@@ -301,12 +338,34 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_located_at_the_end() {
+        assert_eq!(
+            parse_expr("sum(up").unwrap_err(),
+            "1:7: parse error: unclosed left parenthesis"
+        );
+        assert_eq!(
+            parse_expr("").unwrap_err(),
+            "1:1: parse error: no expression found in input"
+        );
+        assert_eq!(
+            parse_expr("up{").unwrap_err(),
+            "1:4: parse error: unexpected end of input inside braces"
+        );
+        assert!(
+            parse_expr("1 +* 2")
+                .unwrap_err()
+                .starts_with("parse error: ")
+        );
+    }
+
+    #[test]
     fn match_params() {
         let sets = parse_match_params(&["up{job=\"a\"}", "{x=~\".+\"}"]).unwrap();
         assert_eq!(sets.len(), 2);
-        // The parser already rejects selectors matching everything, as Prometheus's does.
-        let e = parse_match_params(&["{x=\"\"}"]).unwrap_err();
-        assert!(e.contains("at least one non-empty matcher"), "{e}");
+        assert_eq!(
+            parse_match_params(&["{x=\"\"}"]),
+            Err("match[] must contain at least one non-empty matcher".to_owned())
+        );
         assert!(parse_match_params(&["sum(up)"]).is_err());
     }
 }

@@ -169,11 +169,24 @@ async fn metadata_errors() {
     for (uri, msg) in cases {
         assert_err(&get(&app, uri).await, 400, "bad_data", msg);
     }
-    // Selectors that do not parse or match everything.
-    for sel in ["up{", "{x=\"\"}", "sum(up)"] {
+    assert_err(
+        &get(&app, &format!("/api/v1/series?match[]={}", enc("{x=\"\"}"))).await,
+        400,
+        "bad_data",
+        "invalid parameter \"match[]\": match[] must contain at least one non-empty matcher",
+    );
+    // Selectors that do not parse.
+    for sel in ["up{", "sum(up)"] {
         let r = get(&app, &format!("/api/v1/series?match[]={}", enc(sel))).await;
         assert_eq!(r.status.as_u16(), 400, "{sel}: {}", r.body);
         assert_eq!(r.json()["errorType"], "bad_data");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("invalid parameter \"match[]\": ")),
+            "{}",
+            r.body
+        );
     }
 }
 

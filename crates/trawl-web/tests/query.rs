@@ -78,6 +78,7 @@ async fn scalar_and_string_results() {
 #[tokio::test]
 async fn float_formatting_matches_go() {
     let app = app();
+    // Vector and matrix points: Go's shortest 'f' format, 'e' below 1e-6 and from 1e21.
     let cases = [
         ("1/0", "+Inf"),
         ("-1/0", "-Inf"),
@@ -85,27 +86,54 @@ async fn float_formatting_matches_go() {
         ("1e-7", "1e-07"),
         ("0.000001", "0.000001"),
         ("1e21", "1e+21"),
+        ("1e20", "100000000000000000000"),
         ("123456789012345678", "123456789012345680"),
         ("0.1+0.2", "0.30000000000000004"),
         ("-0.5", "-0.5"),
     ];
     for (q, want) in cases {
-        let r = get(&app, &format!("/api/v1/query?query={}&time=1", enc(q))).await;
+        let r = get(
+            &app,
+            &format!(
+                "/api/v1/query?query={}&time=1",
+                enc(&format!("vector({q})"))
+            ),
+        )
+        .await;
         assert_ok(
             &r,
-            json!({"status": "success", "data": {"resultType": "scalar", "result": [1, want]}}),
+            json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, want]}]}}),
+        );
+        let r = get(
+            &app,
+            &format!(
+                "/api/v1/query_range?query={}&start=1&end=1&step=1",
+                enc(&format!("vector({q})"))
+            ),
+        )
+        .await;
+        assert_ok(
+            &r,
+            json!({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1, want]]}]}}),
         );
     }
-    // In vectors too.
-    let r = get(
-        &app,
-        &format!("/api/v1/query?query={}&time=1", enc("vector(1/0)")),
-    )
-    .await;
-    assert_ok(
-        &r,
-        json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "+Inf"]}]}}),
-    );
+    // Scalars: always 'f', as Prometheus's scalar encoder has it.
+    let scalars = [
+        ("1e-7", "0.0000001"),
+        ("1e21", "1000000000000000000000"),
+        ("1/0", "+Inf"),
+        ("0/0", "NaN"),
+        ("-2.5", "-2.5"),
+    ];
+    for (q, want) in scalars {
+        let r = get(&app, &format!("/api/v1/query?query={}&time=1.5", enc(q))).await;
+        assert_ok(
+            &r,
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.5, want]}}),
+        );
+        // The scalar's time is a plain float: no padded millisecond digits.
+        assert!(r.body.contains("[1.5,"), "{}", r.body);
+    }
 }
 
 #[tokio::test]
@@ -181,7 +209,7 @@ async fn parameter_errors() {
         ),
         (
             "/api/v1/query_range?query=up&start=10&end=0&step=1",
-            "end timestamp must not be before start time",
+            "invalid parameter \"end\": end timestamp must not be before start time",
         ),
         (
             "/api/v1/query_range?query=up&start=0&end=10&step=z",
@@ -193,11 +221,19 @@ async fn parameter_errors() {
         ),
         (
             "/api/v1/query_range?query=up&start=0&end=10&step=0",
-            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ),
         (
             "/api/v1/query_range?query=up&start=0&end=10&step=-1",
-            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ),
+        (
+            "/api/v1/query_range?query=up&start=0&end=600&step=0.0001",
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ),
+        (
+            "/api/v1/query?query=up&time=1e9999",
+            "invalid parameter \"time\": Invalid time value for 'time': cannot parse \"1e9999\" to a valid timestamp",
         ),
         (
             "/api/v1/query_range?query=up&start=0&end=11001&step=1",
@@ -217,7 +253,11 @@ async fn parameter_errors() {
         ),
         (
             "/api/v1/query_range?query=up%5B5m%5D&start=0&end=10&step=1",
-            "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+        ),
+        (
+            "/api/v1/query_range?query=%22s%22&start=0&end=10&step=1",
+            "invalid expression type \"string\" for range query, must be Scalar or instant Vector",
         ),
     ];
     for (uri, msg) in cases {
@@ -231,14 +271,38 @@ async fn parameter_errors() {
 #[tokio::test]
 async fn parse_errors_are_bad_data_on_query() {
     let app = app();
-    let r = get(&app, &format!("/api/v1/query?query={}", enc("sum(up"))).await;
-    assert_eq!(r.status.as_u16(), 400);
-    let v = r.json();
-    assert_eq!(v["status"], "error");
-    assert_eq!(v["errorType"], "bad_data");
-    let msg = v["error"].as_str().unwrap_or_default();
-    assert!(msg.starts_with("invalid parameter \"query\": "), "{msg}");
-    assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");
+    assert_err(
+        &get(&app, &format!("/api/v1/query?query={}", enc("sum(up"))).await,
+        400,
+        "bad_data",
+        "invalid parameter \"query\": 1:7: parse error: unclosed left parenthesis",
+    );
+    assert_err(
+        &get(&app, "/api/v1/query?query=").await,
+        400,
+        "bad_data",
+        "invalid parameter \"query\": 1:1: parse error: no expression found in input",
+    );
+    // The range endpoint reports the parser's text alone, as Prometheus does.
+    assert_err(
+        &get(
+            &app,
+            &format!(
+                "/api/v1/query_range?query={}&start=0&end=1&step=1",
+                enc("sum(up")
+            ),
+        )
+        .await,
+        400,
+        "bad_data",
+        "1:7: parse error: unclosed left parenthesis",
+    );
+    assert_err(
+        &get(&app, &format!("/api/v1/series?match[]={}", enc("up{"))).await,
+        400,
+        "bad_data",
+        "invalid parameter \"match[]\": 1:4: parse error: unexpected end of input inside braces",
+    );
 }
 
 #[tokio::test]
