@@ -63,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload).put(reload))
+        .route("/-/quit", post(quit).put(quit))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -1213,6 +1214,14 @@ async fn reload(State(st): State<ApiState>) -> Response {
             format!("failed to reload config: {e}\n"),
         ),
     }
+}
+
+async fn quit(State(st): State<ApiState>) -> Response {
+    let Some(f) = st.quit.clone() else {
+        return text_response(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.");
+    };
+    f();
+    text_response(StatusCode::OK, "Requesting termination... Goodbye!")
 }
 
 async fn metrics(State(st): State<ApiState>) -> Response {

@@ -60,6 +60,8 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 20;
 
 /// Reloads the configuration; `Err` carries the reason shown to the caller.
 pub type ReloadFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Requests shutdown (returns at once; the process stops on its own time).
+pub type QuitFn = Arc<dyn Fn() + Send + Sync>;
 /// Renders the process's own metrics in the Prometheus text exposition format.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 /// "Now" in milliseconds since the epoch (replaceable in tests).
@@ -78,6 +80,9 @@ pub struct ApiState {
     pub status: Arc<StatusInfo>,
     /// `POST|PUT /-/reload`; `None` answers 403 as Prometheus without `--web.enable-lifecycle`.
     pub reload: Option<ReloadFn>,
+    /// `POST|PUT /-/quit` asks the process to shut down; `None` answers 403 as Prometheus
+    /// without `--web.enable-lifecycle`.
+    pub quit: Option<QuitFn>,
     /// `/metrics`.
     pub metrics: MetricsFn,
     /// Until set, `/-/ready` and every `/api/v1/*` endpoint answer 503.
@@ -101,6 +106,7 @@ impl ApiState {
             targets: Arc::new(NoTargets),
             status: Arc::new(StatusInfo::default()),
             reload: None,
+            quit: None,
             metrics: Arc::new(String::new),
             ready: Arc::new(AtomicBool::new(true)),
             engine: EngineOptions::default(),
@@ -132,6 +138,12 @@ impl ApiState {
     /// Enables the lifecycle API with this reload function.
     pub fn with_reload(mut self, f: ReloadFn) -> Self {
         self.reload = Some(f);
+        self
+    }
+
+    /// Lets `/-/quit` request shutdown through `f` (lifecycle API).
+    pub fn with_quit(mut self, f: QuitFn) -> Self {
+        self.quit = Some(f);
         self
     }
 
@@ -170,6 +182,7 @@ impl fmt::Debug for ApiState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiState")
             .field("reload", &self.reload.is_some())
+            .field("quit", &self.quit.is_some())
             .field("ready", &self.ready)
             .field("engine", &self.engine)
             .finish_non_exhaustive()

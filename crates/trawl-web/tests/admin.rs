@@ -508,3 +508,23 @@ async fn wal_replay_is_done() {
         ok(json!({"min": 0, "max": 0, "current": 0})),
     );
 }
+
+#[tokio::test]
+async fn quit() {
+    let r = post_form(&app(), "/-/quit", "").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (403, "Lifecycle API is not enabled.")
+    );
+    let asked = Arc::new(AtomicUsize::new(0));
+    let a = asked.clone();
+    let app = trawl_web::router(state().with_quit(Arc::new(move || {
+        a.fetch_add(1, Ordering::SeqCst);
+    })));
+    let r = post_form(&app, "/-/quit", "").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_str()),
+        (200, "Requesting termination... Goodbye!")
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
