@@ -161,3 +161,122 @@ pub fn identity(cfg: &KubernetesSdConfig) -> String {
         cfg.api_server, cfg.kubeconfig_file, cfg.http
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use trawl_config::{
+        Authorization, BasicAuth, HttpClientConfig, KubernetesAttachMetadata, KubernetesRole,
+        TlsConfig,
+    };
+
+    use super::*;
+
+    fn sd(http: HttpClientConfig) -> KubernetesSdConfig {
+        KubernetesSdConfig {
+            role: KubernetesRole::Pod,
+            api_server: Some("https://k8s.example:6443".into()),
+            kubeconfig_file: None,
+            own_namespace: false,
+            namespaces: Vec::new(),
+            selectors: Vec::new(),
+            attach_metadata: KubernetesAttachMetadata::default(),
+            http,
+        }
+    }
+
+    #[tokio::test]
+    async fn api_server_with_client_settings() {
+        let dir = std::env::temp_dir();
+        let token = dir.join(format!("trawl-k8s-token-{}", std::process::id()));
+        std::fs::write(&token, "t0k\n").expect("token file");
+        let c = config(&sd(HttpClientConfig {
+            authorization: Some(Authorization {
+                kind: "Bearer".into(),
+                credentials: None,
+                credentials_file: Some(token.clone()),
+            }),
+            tls: TlsConfig {
+                insecure_skip_verify: true,
+                server_name: Some("kubernetes".into()),
+                ..TlsConfig::default()
+            },
+            ..HttpClientConfig::default()
+        }))
+        .await
+        .expect("config");
+        assert_eq!(c.cluster_url.to_string(), "https://k8s.example:6443/");
+        assert!(c.accept_invalid_certs);
+        assert_eq!(c.tls_server_name.as_deref(), Some("kubernetes"));
+        assert_eq!(
+            c.auth_info.token_file.as_deref(),
+            Some(token.to_string_lossy().as_ref())
+        );
+        std::fs::remove_file(&token).ok();
+
+        let c = config(&sd(HttpClientConfig {
+            basic_auth: Some(BasicAuth {
+                username: "u".into(),
+                password: Some("p".into()),
+                ..BasicAuth::default()
+            }),
+            ..HttpClientConfig::default()
+        }))
+        .await
+        .expect("config");
+        assert_eq!(c.auth_info.username.as_deref(), Some("u"));
+        assert!(!c.accept_invalid_certs);
+
+        let c = config(&sd(HttpClientConfig {
+            authorization: Some(Authorization {
+                kind: "Custom".into(),
+                credentials: Some("xyz".into()),
+                credentials_file: None,
+            }),
+            ..HttpClientConfig::default()
+        }))
+        .await
+        .expect("config");
+        assert!(c.auth_info.token.is_none());
+        assert!(
+            c.headers
+                .iter()
+                .any(|(n, v)| n == "authorization" && v == "Custom xyz")
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_files_and_in_cluster_fail_cleanly() {
+        let mut cfg = sd(HttpClientConfig::default());
+        cfg.api_server = None;
+        cfg.kubeconfig_file = Some(PathBuf::from("/nonexistent/kubeconfig"));
+        let e = config(&cfg).await.expect_err("no kubeconfig");
+        assert!(
+            e.to_string()
+                .starts_with("kubernetes SD: /nonexistent/kubeconfig")
+        );
+        cfg.kubeconfig_file = None;
+        // No service account on a test machine: an error, not a panic.
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+            assert!(config(&cfg).await.is_err());
+        }
+    }
+
+    #[test]
+    fn identity_separates_servers_and_credentials() {
+        let a = sd(HttpClientConfig::default());
+        let mut b = a.clone();
+        assert_eq!(identity(&a), identity(&b));
+        b.http.tls.insecure_skip_verify = true;
+        assert_ne!(identity(&a), identity(&b));
+        b = a.clone();
+        b.api_server = Some("https://other:6443".into());
+        assert_ne!(identity(&a), identity(&b));
+        // The role and namespaces do not matter: watches are shared across them.
+        b = a.clone();
+        b.role = KubernetesRole::Node;
+        b.namespaces = vec!["x".into()];
+        assert_eq!(identity(&a), identity(&b));
+    }
+}

@@ -315,3 +315,51 @@ pub async fn run(cfg: KubernetesSdConfig, tx: mpsc::Sender<Vec<TargetGroup>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trawl_config::{HttpClientConfig, KubernetesAttachMetadata};
+
+    fn sd(namespaces: &[&str], own: bool) -> KubernetesSdConfig {
+        KubernetesSdConfig {
+            role: KubernetesRole::Pod,
+            api_server: None,
+            kubeconfig_file: None,
+            own_namespace: own,
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            selectors: Vec::new(),
+            attach_metadata: KubernetesAttachMetadata::default(),
+            http: HttpClientConfig::default(),
+        }
+    }
+
+    #[test]
+    fn namespace_sets() {
+        assert_eq!(namespaces(&sd(&[], false), "me"), [None]);
+        assert_eq!(namespaces(&sd(&[], true), "me"), [Some("me".into())]);
+        assert_eq!(
+            namespaces(&sd(&["b", "a", "me"], true), "me"),
+            [Some("a".into()), Some("b".into()), Some("me".into())]
+        );
+    }
+
+    #[test]
+    fn diff_sends_changes_and_vanished_sources() {
+        let g = |s: &str, addr: &str| TargetGroup {
+            source: s.into(),
+            targets: vec![trawl_model::Labels::from_pairs([("__address__", addr)])],
+            labels: trawl_model::Labels::empty(),
+        };
+        let old: BTreeMap<String, TargetGroup> =
+            [("a".into(), g("a", "1")), ("b".into(), g("b", "2"))].into();
+        let new: BTreeMap<String, TargetGroup> =
+            [("a".into(), g("a", "1")), ("c".into(), g("c", "3"))].into();
+        let d = diff(&old, &new);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0], g("c", "3"));
+        assert_eq!(d[1].source, "b");
+        assert!(d[1].targets.is_empty());
+        assert!(diff(&new, &new).is_empty());
+    }
+}
