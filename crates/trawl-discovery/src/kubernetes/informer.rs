@@ -30,6 +30,8 @@ pub struct Store<K> {
     pub objects: BTreeMap<String, Arc<K>>,
     /// Whether the initial list has completed.
     pub synced: bool,
+    /// Bumped on every change, so readers can tell whether anything changed.
+    pub version: u64,
 }
 
 impl<K> Clone for Store<K> {
@@ -37,6 +39,7 @@ impl<K> Clone for Store<K> {
         Store {
             objects: self.objects.clone(),
             synced: self.synced,
+            version: self.version,
         }
     }
 }
@@ -46,6 +49,7 @@ impl<K> Default for Store<K> {
         Store {
             objects: BTreeMap::new(),
             synced: false,
+            version: 0,
         }
     }
 }
@@ -203,19 +207,33 @@ async fn run<K: Watched>(
                     .insert(key_of(&o), Arc::new(o));
             }
             Ok(Event::InitDone) => {
-                let objects = relist.take().unwrap_or_default();
+                let listed = relist.take().unwrap_or_default();
                 tx.send_modify(|s| {
+                    // Objects the relist found unchanged keep their identity, so readers
+                    // can skip recomputing them.
+                    let objects = listed
+                        .into_iter()
+                        .map(|(k, o)| match s.objects.get(&k) {
+                            Some(prev) if same_version(&**prev, &*o) => (k, Arc::clone(prev)),
+                            _ => (k, o),
+                        })
+                        .collect();
                     *s = Arc::new(Store {
                         objects,
                         synced: true,
+                        version: s.version + 1,
                     })
                 });
             }
             Ok(Event::Apply(o)) => tx.send_modify(|s| {
-                Arc::make_mut(s).objects.insert(key_of(&o), Arc::new(o));
+                let st = Arc::make_mut(s);
+                st.objects.insert(key_of(&o), Arc::new(o));
+                st.version += 1;
             }),
             Ok(Event::Delete(o)) => tx.send_modify(|s| {
-                Arc::make_mut(s).objects.remove(&key_of(&o));
+                let st = Arc::make_mut(s);
+                st.objects.remove(&key_of(&o));
+                st.version += 1;
             }),
             Err(e) => {
                 tracing::warn!(kind = key.kind, namespace = ?key.namespace, error = %e, "kubernetes SD: watch failed, retrying");
@@ -226,4 +244,9 @@ async fn run<K: Watched>(
 
 fn key_of<K: Resource>(o: &K) -> String {
     key(o.meta())
+}
+
+fn same_version<K: Resource>(a: &K, b: &K) -> bool {
+    let (a, b) = (&a.meta().resource_version, &b.meta().resource_version);
+    a.is_some() && a == b
 }

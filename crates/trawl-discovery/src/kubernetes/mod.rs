@@ -30,7 +30,8 @@ pub mod pod;
 pub mod podref;
 pub mod service;
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -223,8 +224,29 @@ impl Snapshot {
             && synced(&self.namespaces)
     }
 
-    /// Every group of the role, by source.
-    fn groups(&self, cfg: &KubernetesSdConfig) -> BTreeMap<String, TargetGroup> {
+    /// Versions of every store but the role's own: when one changes, every group
+    /// may change.
+    fn dep_versions(&self, role: KubernetesRole) -> Vec<u64> {
+        fn v<K>(s: &[Arc<Store<K>>]) -> impl Iterator<Item = u64> + '_ {
+            s.iter().map(|s| s.version)
+        }
+        let mut out: Vec<u64> = Vec::new();
+        if role != KubernetesRole::Pod {
+            out.extend(v(&self.pods));
+        }
+        if role != KubernetesRole::Service {
+            out.extend(v(&self.services));
+        }
+        if role != KubernetesRole::Node {
+            out.extend(v(&self.nodes));
+        }
+        out.extend(v(&self.namespaces));
+        out
+    }
+
+    /// Every group of the role, by source. Groups of objects that did not change
+    /// (same object, same dependencies) are taken from `memo`.
+    fn groups(&self, cfg: &KubernetesSdConfig, memo: &mut Memo) -> BTreeMap<String, TargetGroup> {
         let attach = cfg.attach_metadata;
         let rel = Related {
             pods: index(&self.pods),
@@ -234,30 +256,71 @@ impl Snapshot {
             namespaces: (!self.namespaces.is_empty()).then(|| index(&self.namespaces)),
             attach,
         };
+        let deps = self.dep_versions(cfg.role);
+        if memo.deps != deps {
+            memo.groups.clear();
+            memo.deps = deps;
+        }
         let groups: Vec<TargetGroup> = match cfg.role {
-            KubernetesRole::Pod => index(&self.pods)
-                .iter()
-                .map(|p| pod::pod_group(p, &rel))
-                .collect(),
-            KubernetesRole::Service => index(&self.services)
-                .iter()
-                .map(|s| service::service_group(s, &rel))
-                .collect(),
-            KubernetesRole::Endpoints => index(&self.endpoints)
-                .iter()
-                .map(|e| endpoints::endpoints_group(e, &rel))
-                .collect(),
-            KubernetesRole::EndpointSlice => index(&self.slices)
-                .iter()
-                .map(|e| endpointslice::endpointslice_group(e, &rel))
-                .collect(),
-            KubernetesRole::Node => index(&self.nodes).iter().map(node::node_group).collect(),
-            KubernetesRole::Ingress => index(&self.ingresses)
-                .iter()
-                .map(|i| ingress::ingress_group(i, &rel))
-                .collect(),
+            KubernetesRole::Pod => memo.run(&self.pods, |p| pod::pod_group(p, &rel)),
+            KubernetesRole::Service => {
+                memo.run(&self.services, |s| service::service_group(s, &rel))
+            }
+            KubernetesRole::Endpoints => {
+                memo.run(&self.endpoints, |e| endpoints::endpoints_group(e, &rel))
+            }
+            KubernetesRole::EndpointSlice => memo.run(&self.slices, |e| {
+                endpointslice::endpointslice_group(e, &rel)
+            }),
+            KubernetesRole::Node => memo.run(&self.nodes, node::node_group),
+            KubernetesRole::Ingress => {
+                memo.run(&self.ingresses, |i| ingress::ingress_group(i, &rel))
+            }
         };
         groups.into_iter().map(|g| (g.source.clone(), g)).collect()
+    }
+}
+
+/// The last group computed per object, valid while the dependency versions hold.
+#[derive(Default)]
+struct Memo {
+    deps: Vec<u64>,
+    // The object is kept so its address cannot be reused by another object.
+    groups: HashMap<String, (Arc<dyn Any + Send + Sync>, TargetGroup)>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("deps", &self.deps)
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
+impl Memo {
+    fn run<K: Send + Sync + 'static>(
+        &mut self,
+        stores: &[Arc<Store<K>>],
+        f: impl Fn(&K) -> TargetGroup,
+    ) -> Vec<TargetGroup> {
+        let mut next = HashMap::with_capacity(self.groups.len());
+        let mut out = Vec::new();
+        for s in stores {
+            for (k, o) in &s.objects {
+                let g = match self.groups.get(k) {
+                    Some((prev, g)) if std::ptr::addr_eq(Arc::as_ptr(prev), Arc::as_ptr(o)) => {
+                        g.clone()
+                    }
+                    _ => f(o),
+                };
+                let any: Arc<dyn Any + Send + Sync> = Arc::clone(o) as _;
+                next.insert(k.clone(), (any, g.clone()));
+                out.push(g);
+            }
+        }
+        self.groups = next;
+        out
     }
 }
 
@@ -294,11 +357,12 @@ pub async fn run(cfg: KubernetesSdConfig, tx: mpsc::Sender<Vec<TargetGroup>>) {
     };
     let mut deps = Deps::new(&cfg, &client, &own_ns);
     let mut sent: BTreeMap<String, TargetGroup> = BTreeMap::new();
+    let mut memo = Memo::default();
     let mut first = true;
     loop {
         let snap = deps.snapshot();
         if snap.synced() {
-            let now = snap.groups(&cfg);
+            let now = snap.groups(&cfg, &mut memo);
             drop(snap);
             let update = diff(&sent, &now);
             sent = now;
@@ -332,6 +396,47 @@ mod tests {
             attach_metadata: KubernetesAttachMetadata::default(),
             http: HttpClientConfig::default(),
         }
+    }
+
+    #[test]
+    fn memo_recomputes_only_changed_objects() {
+        let pod = |name: &str, rv: &str| -> Arc<Pod> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+                    "spec": {"containers": [{"name": "c"}]},
+                    "status": {"podIP": "10.0.0.1"}
+                }))
+                .expect("pod"),
+            )
+        };
+        let (a, b) = (pod("a", "1"), pod("b", "2"));
+        let store = |objs: &[&Arc<Pod>]| {
+            Arc::new(Store {
+                objects: objs
+                    .iter()
+                    .map(|p| (meta::key(&p.metadata), Arc::clone(p)))
+                    .collect(),
+                synced: true,
+                version: 0,
+            })
+        };
+        let calls = std::cell::Cell::new(0);
+        let f = |p: &Pod| {
+            calls.set(calls.get() + 1);
+            pod::pod_group(p, &Related::default())
+        };
+        let mut memo = Memo::default();
+        let first = memo.run(&[store(&[&a, &b])], f);
+        assert_eq!(calls.get(), 2);
+        let again = memo.run(&[store(&[&a, &b])], f);
+        assert_eq!(calls.get(), 2, "unchanged objects are not recomputed");
+        assert!(first[0].targets[0].ptr_eq(&again[0].targets[0]));
+        let b2 = pod("b", "3");
+        memo.run(&[store(&[&a, &b2])], f);
+        assert_eq!(calls.get(), 3, "only the changed object");
+        memo.run(&[store(&[&b2])], f);
+        assert_eq!(memo.groups.len(), 1, "deleted objects leave the memo");
     }
 
     #[test]
