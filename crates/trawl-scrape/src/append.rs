@@ -46,6 +46,7 @@ pub struct ScrapeCache {
     seen_cur: HashSet<SeriesRef>,
     report_refs: HashMap<&'static str, SeriesRef>,
     relabeler: Relabeler,
+    failed_stats: AppendStats,
 }
 
 /// What one append did.
@@ -86,13 +87,23 @@ impl ScrapeCache {
         let mut stats = AppendStats::default();
         let mut added: Vec<Box<[u8]>> = Vec::new();
         self.seen_cur.clear();
+        self.failed_stats = AppendStats::default();
         let res = self.append_inner(app, ctx, body, format, t, &mut stats, &mut added);
+        let res = match res {
+            Ok(())
+                if ctx.limits.sample_limit > 0 && stats.post_relabel > ctx.limits.sample_limit =>
+            {
+                Err(ScrapeError::SampleLimit)
+            }
+            r => r,
+        };
         if let Err(e) = res {
             // Series created by a rolled-back scrape must not stay cached.
             for k in added {
                 self.series.remove(&k);
             }
             self.seen_cur.clear();
+            self.failed_stats = stats;
             return Err(e);
         }
         for r in self.seen_prev.difference(&self.seen_cur) {
@@ -101,6 +112,13 @@ impl ScrapeCache {
         }
         std::mem::swap(&mut self.seen_prev, &mut self.seen_cur);
         Ok(stats)
+    }
+
+    /// Counts of the last failed [`ScrapeCache::append_body`]: over `sample_limit` the
+    /// body is still read to the end, so, as in Prometheus, the report shows how many
+    /// samples the target exposed (zero for parse errors that stop early).
+    pub fn failed_stats(&self) -> AppendStats {
+        self.failed_stats
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -115,10 +133,24 @@ impl ScrapeCache {
         added: &mut Vec<Box<[u8]>>,
     ) -> Result<(), ScrapeError> {
         let mut parser = Parser::new(body, format, ParserOptions::default());
+        let limit = ctx.limits.sample_limit;
         while let Some(entry) = parser.next_entry() {
             let entry = entry.map_err(|e| ScrapeError::Parse(e.to_string()))?;
             let Entry::Series(s) = entry else { continue };
             stats.scraped += 1;
+            let over = limit > 0 && stats.post_relabel >= limit;
+            if over {
+                // Past the limit nothing is stored and no series is created; only count
+                // what metric relabeling keeps, as Prometheus's report does.
+                let keeps = match self.series.get(s.raw) {
+                    Some(e) => e.sref.is_some(),
+                    None => self.relabeled(ctx, &s).is_some(),
+                };
+                if keeps {
+                    stats.post_relabel += 1;
+                }
+                continue;
+            }
             let ts = match s.timestamp_ms {
                 Some(ts) if ctx.honor_timestamps => ts,
                 _ => t,
@@ -126,21 +158,7 @@ impl ScrapeCache {
             let entry = match self.series.get(s.raw) {
                 Some(e) => *e,
                 None => {
-                    let mut b = LabelsBuilder::new(Labels::empty());
-                    b.set(METRIC_NAME, s.name);
-                    for l in s.labels {
-                        b.set(&l.name, &l.value);
-                    }
-                    attach_target_labels(&mut b, &ctx.target_labels, ctx.honor_labels);
-                    let lset = b.labels();
-                    let lset = if ctx.metric_relabel.is_empty() {
-                        Some(lset)
-                    } else {
-                        self.relabeler
-                            .relabel(&lset, ctx.metric_relabel.as_slice())
-                            .filter(|l| !l.is_empty())
-                    };
-                    let sref = match lset {
+                    let sref = match self.relabeled(ctx, &s) {
                         Some(l) => {
                             check_label_limits(&l, &ctx.limits)?;
                             Some(app.series_ref(&l)?)
@@ -164,15 +182,34 @@ impl ScrapeCache {
             };
             let Some(sref) = entry.sref else { continue };
             stats.post_relabel += 1;
-            if ctx.limits.sample_limit > 0 && stats.post_relabel > ctx.limits.sample_limit {
-                return Err(ScrapeError::SampleLimit);
-            }
             app.append(sref, ts, s.value)?;
             if entry.track {
                 self.seen_cur.insert(sref);
             }
         }
         Ok(())
+    }
+
+    /// The series' labels after target labels and metric relabeling; `None` if dropped.
+    fn relabeled(
+        &mut self,
+        ctx: &AppendContext,
+        s: &trawl_exposition::Series<'_, '_>,
+    ) -> Option<Labels> {
+        let mut b = LabelsBuilder::new(Labels::empty());
+        b.set(METRIC_NAME, s.name);
+        for l in s.labels {
+            b.set(&l.name, &l.value);
+        }
+        attach_target_labels(&mut b, &ctx.target_labels, ctx.honor_labels);
+        let lset = b.labels();
+        if ctx.metric_relabel.is_empty() {
+            Some(lset)
+        } else {
+            self.relabeler
+                .relabel(&lset, ctx.metric_relabel.as_slice())
+                .filter(|l| !l.is_empty())
+        }
     }
 
     /// Bookkeeping after a failed scrape: every series of the last good scrape goes
@@ -486,12 +523,43 @@ mod tests {
         let e = scrape(&st, &mut cache, &c, "a 1\nb 2\n", 2000).expect_err("limit");
         assert_eq!(e.to_string(), "sample limit exceeded");
         assert_eq!(cache.len(), 1, "b must not stay cached");
+        let f = cache.failed_stats();
+        assert_eq!(
+            (f.scraped, f.post_relabel),
+            (2, 2),
+            "the whole body is counted past the limit"
+        );
         let mut app = st.appender();
         assert_eq!(cache.append_failed(app.as_mut(), 2000).expect("ok"), 1);
         app.commit().expect("commit");
         let got = all(&st);
         assert_eq!(got.len(), 1);
         assert!(is_stale_nan(got[0].1[1].v));
+    }
+
+    #[test]
+    fn sample_limit_counts_only_what_metric_relabeling_keeps() {
+        let st = MemStorage::new(StorageOptions::default());
+        let mut cache = ScrapeCache::default();
+        let cfg = trawl_config::load_str(
+            "scrape_configs:\n  - job_name: j\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: drop_me\n        action: drop\n",
+            std::path::Path::new("t.yml"),
+            Default::default(),
+        )
+        .expect("config");
+        let c = AppendContext {
+            limits: Limits {
+                sample_limit: 2,
+                ..Limits::default()
+            },
+            metric_relabel: cfg.scrape_configs[0].metric_relabel_configs.clone(),
+            ..ctx()
+        };
+        let body = "a 1\nb 1\nc 1\ndrop_me 1\nd 1\n";
+        scrape(&st, &mut cache, &c, body, 1000).expect_err("limit");
+        let f = cache.failed_stats();
+        assert_eq!((f.scraped, f.post_relabel, f.series_added), (5, 4, 2));
+        assert!(all(&st).is_empty(), "nothing of a failed scrape is stored");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use trawl_config::ScrapeConfig;
 use trawl_storage::Storage;
 
 use crate::ScrapeError;
-use crate::append::{AppendContext, Report, ScrapeCache};
+use crate::append::{AppendContext, AppendStats, Report, ScrapeCache};
 use crate::http::ScrapeClient;
 use crate::target::{Target, TargetKey};
 
@@ -50,6 +50,10 @@ pub struct TargetState {
     pub last_duration: Duration,
     /// Number of scrapes done.
     pub scrapes: u64,
+    /// Samples in the body of the last successful scrape.
+    pub last_samples: u64,
+    /// Series the last successful scrape added.
+    pub last_series_added: u64,
 }
 
 impl Default for TargetState {
@@ -60,6 +64,8 @@ impl Default for TargetState {
             last_scrape: None,
             last_duration: Duration::ZERO,
             scrapes: 0,
+            last_samples: 0,
+            last_series_added: 0,
         }
     }
 }
@@ -103,13 +109,33 @@ impl Default for ManagerOptions {
     }
 }
 
-/// Manager-wide counters.
+/// Manager-wide counters (monotonic since the manager was created).
 #[derive(Debug, Default)]
 pub struct ManagerCounters {
     /// Scrapes that could not get a storage slot in time.
     pub storage_queue_full: AtomicU64,
     /// Scrapes whose storage commit failed.
     pub storage_errors: AtomicU64,
+    /// Scrapes attempted.
+    pub scrapes: AtomicU64,
+    /// Scrapes that failed (target reported `up 0`).
+    pub scrape_failures: AtomicU64,
+    /// Scrapes over `sample_limit`.
+    pub sample_limit_exceeded: AtomicU64,
+    /// Scrapes over `body_size_limit`.
+    pub body_size_limit_exceeded: AtomicU64,
+    /// Scrapes that ran into their timeout.
+    pub timeouts: AtomicU64,
+    /// Samples scraped from bodies (before metric relabeling).
+    pub samples_scraped: AtomicU64,
+    /// Samples appended after metric relabeling (synthetic series not included).
+    pub samples_appended: AtomicU64,
+    /// Staleness markers written for series that vanished or whose target went away.
+    pub stale_markers: AtomicU64,
+    /// Loops started.
+    pub loops_started: AtomicU64,
+    /// Loops stopped.
+    pub loops_stopped: AtomicU64,
 }
 
 struct Running {
@@ -158,6 +184,21 @@ impl ScrapeManager {
     /// Manager-wide counters.
     pub fn counters(&self) -> &ManagerCounters {
         &self.counters
+    }
+
+    /// A shared handle to the counters, readable without the manager (e.g. by `/metrics`).
+    pub fn counters_handle(&self) -> Arc<ManagerCounters> {
+        self.counters.clone()
+    }
+
+    /// Number of running loops.
+    pub fn len(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// Whether no loop runs.
+    pub fn is_empty(&self) -> bool {
+        self.loops.is_empty()
     }
 
     /// Reconciles with the full desired set; targets that leave get staleness markers.
@@ -216,6 +257,7 @@ impl ScrapeManager {
     /// Stops one target.
     pub fn stop_one(&mut self, key: &TargetKey, mode: StopMode) -> Option<JoinHandle<()>> {
         let mut r = self.loops.remove(key)?;
+        self.counters.loops_stopped.fetch_add(1, Ordering::Relaxed);
         if let Some(s) = r.stop.take() {
             let _ = s.send(mode);
         }
@@ -284,6 +326,7 @@ impl ScrapeManager {
             storage_wait: self.opts.storage_wait,
         };
         let seed = self.opts.offset_seed;
+        self.counters.loops_started.fetch_add(1, Ordering::Relaxed);
         let handle = self.rt.spawn(lp.run(rx, seed));
         self.loops.insert(
             key,
@@ -368,14 +411,35 @@ impl Loop {
         };
         let duration = started.elapsed();
         let result = self.store(fetched, t, duration).await;
+        let c = &self.counters;
+        c.scrapes.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(_) => {}
+            Err(e) => {
+                c.scrape_failures.fetch_add(1, Ordering::Relaxed);
+                let which = match e {
+                    ScrapeError::SampleLimit => Some(&c.sample_limit_exceeded),
+                    ScrapeError::BodySizeLimit => Some(&c.body_size_limit_exceeded),
+                    ScrapeError::Http(m) if m.ends_with("context deadline exceeded") => {
+                        Some(&c.timeouts)
+                    }
+                    _ => None,
+                };
+                if let Some(x) = which {
+                    x.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         if let Ok(mut s) = self.state.write() {
             s.last_scrape = Some(wall);
             s.last_duration = duration;
             s.scrapes += 1;
             match result {
-                Ok(()) => {
+                Ok(stats) => {
                     s.health = Health::Up;
                     s.last_error.clear();
+                    s.last_samples = stats.scraped;
+                    s.last_series_added = stats.series_added;
                 }
                 Err(e) => {
                     s.health = Health::Down;
@@ -391,7 +455,7 @@ impl Loop {
         fetched: Result<(Vec<u8>, trawl_exposition::Format), ScrapeError>,
         t: i64,
         duration: Duration,
-    ) -> Result<(), ScrapeError> {
+    ) -> Result<AppendStats, ScrapeError> {
         let permit =
             match tokio::time::timeout(self.storage_wait, self.queue.clone().acquire_owned()).await
             {
@@ -413,6 +477,9 @@ impl Loop {
                 .lock()
                 .map_err(|_| ScrapeError::Runtime("scrape cache poisoned".into()))?;
             let mut app = storage.appender();
+            // Counts for the report of a failed scrape: what the body held up to the
+            // failure (Prometheus reports them too), nothing when the fetch failed.
+            let mut failed_stats = AppendStats::default();
             let scrape_result = match fetched {
                 Ok((body, format)) => {
                     match cache.append_body(app.as_mut(), &ctx, &body, format, t) {
@@ -420,12 +487,14 @@ impl Loop {
                         Err(e) => {
                             app.rollback();
                             app = storage.appender();
+                            failed_stats = cache.failed_stats();
                             Err(e)
                         }
                     }
                 }
                 Err(e) => Err(e),
             };
+            let mut failed_stale = 0;
             let report = match &scrape_result {
                 Ok(stats) => Report {
                     up: true,
@@ -433,11 +502,11 @@ impl Loop {
                     stats: *stats,
                 },
                 Err(_) => {
-                    cache.append_failed(app.as_mut(), t)?;
+                    failed_stale = cache.append_failed(app.as_mut(), t)?;
                     Report {
                         up: false,
                         duration_seconds: duration.as_secs_f64(),
-                        stats: Default::default(),
+                        stats: failed_stats,
                     }
                 }
             };
@@ -446,7 +515,21 @@ impl Loop {
                 counters.storage_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(ScrapeError::Storage(e));
             }
-            scrape_result.map(|_| ())
+            if let Ok(stats) = &scrape_result {
+                counters
+                    .samples_scraped
+                    .fetch_add(stats.scraped, Ordering::Relaxed);
+                counters
+                    .samples_appended
+                    .fetch_add(stats.post_relabel, Ordering::Relaxed);
+                counters
+                    .stale_markers
+                    .fetch_add(stats.stale_markers, Ordering::Relaxed);
+            }
+            counters
+                .stale_markers
+                .fetch_add(failed_stale, Ordering::Relaxed);
+            scrape_result
         });
         match job.await {
             Ok(r) => r,
@@ -463,10 +546,12 @@ impl Loop {
         let _ = tokio::task::spawn_blocking(move || {
             let Ok(mut cache) = cache.lock() else { return };
             let mut app = storage.appender();
-            let ok = cache.append_all_stale(app.as_mut(), t).is_ok()
-                && cache.append_report_stale(app.as_mut(), &ctx, t).is_ok();
+            let marked = cache.append_all_stale(app.as_mut(), t);
+            let ok = marked.is_ok() && cache.append_report_stale(app.as_mut(), &ctx, t).is_ok();
             if !ok || app.commit().is_err() {
                 counters.storage_errors.fetch_add(1, Ordering::Relaxed);
+            } else if let Ok(n) = marked {
+                counters.stale_markers.fetch_add(n + 5, Ordering::Relaxed);
             }
         })
         .await;

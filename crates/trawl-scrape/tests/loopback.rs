@@ -276,6 +276,12 @@ async fn sample_limit_exceeded() -> Result<()> {
     assert_eq!(s.state.last_error, "sample limit exceeded");
     assert!(series(&st, "a")?.is_empty());
     assert_eq!(last_value(&st, "up"), Some(0.0));
+    // As in Prometheus, the report of a scrape over the limit counts the whole body.
+    assert_eq!(last_value(&st, "scrape_samples_scraped"), Some(3.0));
+    assert_eq!(
+        last_value(&st, "scrape_samples_post_metric_relabeling"),
+        Some(3.0)
+    );
     Ok(())
 }
 
