@@ -497,6 +497,47 @@ async fn attach_metadata_follows_nodes_and_namespaces() {
 }
 
 #[tokio::test]
+async fn attach_deployment_and_cronjob_owners() {
+    let k = FakeKube::start().await.expect("fake server");
+    populate(&k);
+    let owner = |kind: &str, name: &str| json!([{"apiVersion": "v1", "kind": kind, "name": name, "uid": "u", "controller": true}]);
+    k.apply(json!({"kind": "ReplicaSet", "metadata": {"name": "web-abc", "namespace": "prod", "ownerReferences": owner("Deployment", "web")}}))
+        .expect("replicaset");
+    let mut p = pod("prod", "web-7", "10.0.0.7", "worker1", json!({}), 8080);
+    p["metadata"]["ownerReferences"] = owner("ReplicaSet", "web-abc");
+    k.apply(p).expect("pod");
+    let mut cfg = sd(&k, KubernetesRole::Pod);
+    cfg.attach_metadata = KubernetesAttachMetadata {
+        deployment: true,
+        cronjob: true,
+        ..Default::default()
+    };
+    let mut r = Run::start(cfg);
+    r.next().await;
+    assert_eq!(
+        r.state["pod/prod/web-7"]
+            .labels
+            .get("__meta_kubernetes_pod_deployment_name"),
+        Some("web")
+    );
+    // A Job created later, owned by a CronJob, reaches pods it controls.
+    let mut p = pod("prod", "job-1", "10.0.0.8", "worker1", json!({}), 8080);
+    p["metadata"]["ownerReferences"] = owner("Job", "nightly-1");
+    k.apply(p).expect("job pod");
+    k.apply(json!({"kind": "Job", "metadata": {"name": "nightly-1", "namespace": "prod", "ownerReferences": owner("CronJob", "nightly")}}))
+        .expect("job");
+    r.until(|s| {
+        s.get("pod/prod/job-1")
+            .and_then(|g| g.labels.get("__meta_kubernetes_pod_cronjob_name"))
+            == Some("nightly")
+    })
+    .await;
+    let st = k.stats();
+    assert_eq!(st.count(Kind::ReplicaSet, false), 1);
+    assert_eq!(st.count(Kind::Job, false), 1);
+}
+
+#[tokio::test]
 async fn namespaces_and_selectors_reach_the_server() {
     let k = FakeKube::start().await.expect("fake server");
     populate(&k);

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -279,6 +281,53 @@ fn pod_ready_unknown_and_job_owner() {
         g.labels.get("__meta_kubernetes_pod_job_name"),
         Some("nightly")
     );
+}
+
+#[test]
+fn pod_deployment_and_cronjob_names() {
+    let owned = |kind: &str, name: &str| json!([{"apiVersion": "v1", "kind": kind, "name": name, "uid": "x", "controller": true}]);
+    let rs: ReplicaSet = obj(json!({
+        "metadata": {"name": "web-abc", "namespace": "prod", "ownerReferences": owned("Deployment", "web")},
+    }));
+    let orphan_rs: ReplicaSet = obj(json!({"metadata": {"name": "lone-rs", "namespace": "prod"}}));
+    let job: Job = obj(json!({
+        "metadata": {"name": "nightly-123", "namespace": "prod", "ownerReferences": owned("CronJob", "nightly")},
+    }));
+    let rss = store(vec![rs, orphan_rs]);
+    let jobs = store(vec![job]);
+    let rel = Related {
+        replicasets: Some(Index::new(vec![&rss])),
+        jobs: Some(Index::new(vec![&jobs])),
+        attach: KubernetesAttachMetadata {
+            deployment: true,
+            job: true,
+            cronjob: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let pod = |owner: &str, name: &str| -> Pod {
+        obj(json!({
+            "metadata": {"name": "p", "namespace": "prod", "ownerReferences": owned(owner, name)},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"podIP": "10.0.0.1"}
+        }))
+    };
+    let labels = |p: &Pod| map(&pod::pod_group(p, &rel).labels);
+    let g = labels(&pod("ReplicaSet", "web-abc"));
+    assert_eq!(g["__meta_kubernetes_pod_deployment_name"], "web");
+    assert!(!g.contains_key("__meta_kubernetes_pod_job_name"));
+    let g = labels(&pod("ReplicaSet", "lone-rs"));
+    assert!(!g.contains_key("__meta_kubernetes_pod_deployment_name"));
+    let g = labels(&pod("Job", "nightly-123"));
+    assert_eq!(g["__meta_kubernetes_pod_job_name"], "nightly-123");
+    assert_eq!(g["__meta_kubernetes_pod_cronjob_name"], "nightly");
+    let g = labels(&pod("Job", "adhoc"));
+    assert_eq!(g["__meta_kubernetes_pod_job_name"], "adhoc");
+    assert!(!g.contains_key("__meta_kubernetes_pod_cronjob_name"));
+    // Not attached: none of them.
+    let g = map(&pod::pod_group(&pod("ReplicaSet", "web-abc"), &Related::default()).labels);
+    assert!(!g.contains_key("__meta_kubernetes_pod_deployment_name"));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A fake Kubernetes API server for tests, on `127.0.0.1:0`.
 //!
 //! It serves `list` and `watch` for pods, services, endpoints, nodes, namespaces
-//! (core/v1), endpointslices (discovery.k8s.io/v1) and ingresses (networking.k8s.io/v1),
+//! (core/v1), endpointslices (discovery.k8s.io/v1), ingresses (networking.k8s.io/v1),
+//! replicasets (apps/v1) and jobs (batch/v1),
 //! cluster-wide and per namespace, with `labelSelector` / `fieldSelector` filtering.
 //! The test scripts the cluster: [`FakeKube::apply`] creates or replaces an object,
 //! [`FakeKube::delete`] removes one; each change gets the next resourceVersion and is
@@ -54,10 +55,14 @@ pub enum Kind {
     Ingress,
     /// core/v1 Namespace
     Namespace,
+    /// apps/v1 ReplicaSet
+    ReplicaSet,
+    /// batch/v1 Job
+    Job,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 9] = [
         Kind::Pod,
         Kind::Service,
         Kind::Endpoints,
@@ -65,6 +70,8 @@ impl Kind {
         Kind::Node,
         Kind::Ingress,
         Kind::Namespace,
+        Kind::ReplicaSet,
+        Kind::Job,
     ];
 
     /// The `kind` field.
@@ -77,6 +84,8 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Ingress => "Ingress",
             Kind::Namespace => "Namespace",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Job => "Job",
         }
     }
 
@@ -90,6 +99,8 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Ingress => "ingresses",
             Kind::Namespace => "namespaces",
+            Kind::ReplicaSet => "replicasets",
+            Kind::Job => "jobs",
         }
     }
 
@@ -98,6 +109,8 @@ impl Kind {
         match self {
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::Ingress => "networking.k8s.io/v1",
+            Kind::ReplicaSet => "apps/v1",
+            Kind::Job => "batch/v1",
             _ => "v1",
         }
     }

@@ -146,6 +146,12 @@ watched!(
     "ingress",
     namespaced
 );
+watched!(
+    k8s_openapi::api::apps::v1::ReplicaSet,
+    "replicaset",
+    namespaced
+);
+watched!(k8s_openapi::api::batch::v1::Job, "job", namespaced);
 watched!(k8s_openapi::api::core::v1::Node, "node", cluster);
 watched!(k8s_openapi::api::core::v1::Namespace, "namespace", cluster);
 

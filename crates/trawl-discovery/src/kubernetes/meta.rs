@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use trawl_config::KubernetesAttachMetadata;
@@ -137,6 +139,10 @@ pub struct Related<'a> {
     pub nodes: Option<Index<'a, Node>>,
     /// Namespaces, when `attach_metadata.namespace` applies.
     pub namespaces: Option<Index<'a, Namespace>>,
+    /// ReplicaSets, when `attach_metadata.deployment` applies.
+    pub replicasets: Option<Index<'a, ReplicaSet>>,
+    /// Jobs, when `attach_metadata.cronjob` applies.
+    pub jobs: Option<Index<'a, Job>>,
     /// The `attach_metadata` flags.
     pub attach: KubernetesAttachMetadata,
 }

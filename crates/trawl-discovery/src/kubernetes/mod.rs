@@ -36,6 +36,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -81,6 +83,8 @@ struct Deps {
     ingresses: Vec<Rx<Ingress>>,
     nodes: Vec<Rx<Node>>,
     namespaces: Vec<Rx<Namespace>>,
+    replicasets: Vec<Rx<ReplicaSet>>,
+    jobs: Vec<Rx<Job>>,
     // Keeps the shared watches running while this discoverer lives.
     handles: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -95,6 +99,8 @@ struct Snapshot {
     ingresses: Vec<Arc<Store<Ingress>>>,
     nodes: Vec<Arc<Store<Node>>>,
     namespaces: Vec<Arc<Store<Namespace>>>,
+    replicasets: Vec<Arc<Store<ReplicaSet>>>,
+    jobs: Vec<Arc<Store<Job>>>,
 }
 
 fn take<K>(rxs: &mut [Rx<K>]) -> Vec<Arc<Store<K>>> {
@@ -169,6 +175,17 @@ impl Deps {
                 }
                 R::Node => {}
             }
+            // Owner lookups for pod labels (pods and pod-backed endpoints).
+            if matches!(role, R::Pod | R::Endpoints | R::EndpointSlice) {
+                if cfg.attach_metadata.deployment {
+                    let rx = d.add(client, &server, ns, (None, None));
+                    d.replicasets.push(rx);
+                }
+                if cfg.attach_metadata.cronjob {
+                    let rx = d.add(client, &server, ns, (None, None));
+                    d.jobs.push(rx);
+                }
+            }
         }
         let attach = cfg.attach_metadata;
         let wants_nodes = role == R::Node
@@ -193,6 +210,8 @@ impl Deps {
             ingresses: take(&mut self.ingresses),
             nodes: take(&mut self.nodes),
             namespaces: take(&mut self.namespaces),
+            replicasets: take(&mut self.replicasets),
+            jobs: take(&mut self.jobs),
         }
     }
 
@@ -206,6 +225,8 @@ impl Deps {
         push_changed(&mut futs, &mut self.ingresses);
         push_changed(&mut futs, &mut self.nodes);
         push_changed(&mut futs, &mut self.namespaces);
+        push_changed(&mut futs, &mut self.replicasets);
+        push_changed(&mut futs, &mut self.jobs);
         if futs.is_empty() {
             return false;
         }
@@ -222,6 +243,8 @@ impl Snapshot {
             && synced(&self.ingresses)
             && synced(&self.nodes)
             && synced(&self.namespaces)
+            && synced(&self.replicasets)
+            && synced(&self.jobs)
     }
 
     /// Versions of every store but the role's own: when one changes, every group
@@ -241,6 +264,8 @@ impl Snapshot {
             out.extend(v(&self.nodes));
         }
         out.extend(v(&self.namespaces));
+        out.extend(v(&self.replicasets));
+        out.extend(v(&self.jobs));
         out
     }
 
@@ -254,6 +279,8 @@ impl Snapshot {
             nodes: (!self.nodes.is_empty() && cfg.role != KubernetesRole::Node)
                 .then(|| index(&self.nodes)),
             namespaces: (!self.namespaces.is_empty()).then(|| index(&self.namespaces)),
+            replicasets: (!self.replicasets.is_empty()).then(|| index(&self.replicasets)),
+            jobs: (!self.jobs.is_empty()).then(|| index(&self.jobs)),
             attach,
         };
         let deps = self.dep_versions(cfg.role);

@@ -17,8 +17,18 @@ fn pod_ip(pod: &Pod) -> &str {
         .unwrap_or_default()
 }
 
+/// The owner reference marked as controller.
+fn controller_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+}
+
 /// The POD set: pod-level labels shared by the pod role and pod-backed endpoints.
-pub fn pod_set(pod: &Pod, attach: &trawl_config::KubernetesAttachMetadata) -> Set {
+pub fn pod_set(pod: &Pod, rel: &Related<'_>) -> Set {
     let mut s = Set::new();
     let status = pod.status.as_ref();
     let spec = pod.spec.as_ref();
@@ -46,23 +56,37 @@ pub fn pod_set(pod: &Pod, attach: &trawl_config::KubernetesAttachMetadata) -> Se
         pod.metadata.uid.clone().unwrap_or_default(),
     );
     add_object_meta(&mut s, &pod.metadata, "pod", true);
-    let controller = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true));
-    if let Some(c) = controller {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(c) = controller_of(&pod.metadata) {
         if !c.kind.is_empty() {
             s.insert(format!("{PREFIX}pod_controller_kind"), c.kind.clone());
         }
         if !c.name.is_empty() {
             s.insert(format!("{PREFIX}pod_controller_name"), c.name.clone());
         }
-        // A Job owner names the job directly; deployments and cron jobs would need
-        // the ReplicaSet and Job objects, which are not watched.
+        let attach = &rel.attach;
+        if attach.deployment && c.kind == "ReplicaSet" {
+            let owner = rel
+                .replicasets
+                .as_ref()
+                .and_then(|i| i.get(&format!("{ns}/{}", c.name)))
+                .and_then(|rs| controller_of(&rs.metadata));
+            if let Some(d) = owner.filter(|o| o.kind == "Deployment") {
+                s.insert(format!("{PREFIX}pod_deployment_name"), d.name.clone());
+            }
+        }
         if attach.job && c.kind == "Job" {
             s.insert(format!("{PREFIX}pod_job_name"), c.name.clone());
+        }
+        if attach.cronjob && c.kind == "Job" {
+            let owner = rel
+                .jobs
+                .as_ref()
+                .and_then(|i| i.get(&format!("{ns}/{}", c.name)))
+                .and_then(|j| controller_of(&j.metadata));
+            if let Some(cj) = owner.filter(|o| o.kind == "CronJob") {
+                s.insert(format!("{PREFIX}pod_cronjob_name"), cj.name.clone());
+            }
         }
     }
     s
@@ -107,7 +131,7 @@ pub fn pod_group(pod: &Pod, rel: &Related<'_>) -> TargetGroup {
     if ip.is_empty() {
         return empty;
     }
-    let mut g = pod_set(pod, &rel.attach);
+    let mut g = pod_set(pod, rel);
     g.insert(NAMESPACE.into(), ns.to_owned());
     if rel.nodes.is_some() {
         let node = pod

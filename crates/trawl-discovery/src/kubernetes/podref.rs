@@ -39,7 +39,7 @@ impl<'a> SeenPods<'a> {
         protocol: Option<&str>,
         rel: &Related<'_>,
     ) {
-        t.extend(pod_set(pod, &rel.attach));
+        t.extend(pod_set(pod, rel));
         // Later containers win, as upstream's inner `break` leaves the outer loop running.
         for (c, init) in containers(pod) {
             for cp in c.ports.iter().flatten() {
@@ -117,7 +117,7 @@ impl<'a> SeenPods<'a> {
                         cp.protocol.clone().unwrap_or_default(),
                     );
                     t.insert(format!("{PREFIX}pod_container_init"), init.to_string());
-                    t.extend(pod_set(pod, &rel.attach));
+                    t.extend(pod_set(pod, rel));
                     out.push(t);
                 }
             }
