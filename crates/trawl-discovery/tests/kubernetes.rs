@@ -317,6 +317,47 @@ async fn add_modify_delete_propagate() {
 }
 
 #[tokio::test]
+async fn endpoints_follow_their_pods_and_services() {
+    let k = FakeKube::start().await.expect("fake server");
+    populate(&k);
+    let mut r = Run::start(sd(&k, KubernetesRole::EndpointSlice));
+    r.next().await;
+    let label = |s: &BTreeMap<String, TargetGroup>, name: &str| {
+        s["endpointslice/prod/web-abc"].targets[0]
+            .get(name)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        label(&r.state, "__meta_kubernetes_pod_label_app").as_deref(),
+        Some("web")
+    );
+    k.apply(pod(
+        "prod",
+        "web-1",
+        "10.0.0.1",
+        "worker1",
+        json!({"app": "web", "rev": "2"}),
+        8080,
+    ))
+    .expect("pod relabel");
+    r.until(|s| label(s, "__meta_kubernetes_pod_label_rev").as_deref() == Some("2"))
+        .await;
+    k.delete(Kind::Service, "prod", "web")
+        .expect("service gone");
+    let u = r
+        .until(|s| {
+            !s["endpointslice/prod/web-abc"]
+                .labels
+                .has("__meta_kubernetes_service_name")
+        })
+        .await;
+    assert!(
+        deletions(&u).is_empty(),
+        "the slice stays, only its service labels go"
+    );
+}
+
+#[tokio::test]
 async fn broken_watch_resumes_without_relisting() {
     let k = FakeKube::start().await.expect("fake server");
     populate(&k);
