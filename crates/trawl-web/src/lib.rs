@@ -18,6 +18,29 @@
 //!   never stalls the reactor; the engine's own deadline enforces `timeout`.
 //! - The crate holds no state of its own: everything comes from [`ApiState`], so the same
 //!   router serves one shard or a fan-out.
+//! - Request parameters are read as Go's `r.FormValue` / `r.Form` does: a form-encoded POST
+//!   body first, then the URL query; `match[]` may repeat.
+//!
+//! Endpoints: `/api/v1/query`, `/api/v1/query_range` (GET, POST), `/api/v1/query_exemplars`
+//! (always empty), `/api/v1/format_query`, `/api/v1/labels`, `/api/v1/label/{name}/values`,
+//! `/api/v1/series`, `/api/v1/metadata`, `/api/v1/targets/metadata` (from
+//! [`TargetsSource::metadata`]), `/api/v1/targets`, `/api/v1/scrape_pools`,
+//! `/api/v1/alertmanagers`, `/api/v1/rules`, `/api/v1/alerts` (empty: no rule engine),
+//! `/api/v1/status/{config,flags,buildinfo,runtimeinfo,tsdb,walreplay}`, `/-/healthy`,
+//! `/-/ready`, `/-/reload`, `/-/quit`, `/metrics`. Remote read/write live in `trawl-remote`.
+//!
+//! Reference behaviour: Prometheus 3 where it extends the API (`limit`, `lookback_delta`,
+//! `infos`, `droppedTargetCounts`, UTF-8 label names, `U__` escaped names in paths), and
+//! otherwise the real Prometheus 2.42 binary, which `tests/vs_prometheus.rs` compares against
+//! request by request. Known differences:
+//! - Parse errors carry `line:col` only where it is the end of the input (`promql-parser`
+//!   reports no positions); other parse errors read `parse error: <text>`.
+//! - `stats` reports the whole evaluation as `evalTotalTime`/`innerEvalTime` and the result's
+//!   sample count as `totalQueryableSamples`/`peakSamples`.
+//! - `/api/v1/status/tsdb` counts every stored series, not only the head's, and shows
+//!   `minTime`/`maxTime`/`chunkCount` only when [`StatusInfo::tsdb`] provides them.
+//! - Responses are not gzip-compressed.
+//! - A client that disconnects does not cancel its query; the query's timeout still bounds it.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -500,3 +500,48 @@ async fn a_full_query_queue_times_out() {
     let r = get(&app, "/api/v1/query?query=up&time=600&timeout=5").await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.body);
 }
+
+#[tokio::test]
+async fn grafana_shaped_requests() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let app = app();
+    // Grafana's data source: POST form with a charset, float-second bounds, integer step
+    // and the data source's query timeout.
+    let req = Request::post("/api/v1/query_range")
+        .header(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )
+        .body(Body::from(format!(
+            "query={}&start=540&end=600&step=30&timeout=60s",
+            enc("sum by (job) (rate(http_requests_total[1m]))")
+        )))
+        .expect("request");
+    assert_ok(
+        &send(&app, req).await,
+        json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"job": "api"}, "values": [[540, "0.7333333333333333"], [570, "0.7333333333333333"], [600, "0.7333333333333333"]]}
+        ]}}),
+    );
+    // Its health check.
+    assert_ok(
+        &get(
+            &app,
+            &format!("/api/v1/query?query={}&time=600", enc("1+1")),
+        )
+        .await,
+        json!({"status": "success", "data": {"resultType": "scalar", "result": [600, "2"]}}),
+    );
+    // Label values for a variable, with match[] and the dashboard's range.
+    let req = Request::get(format!(
+        "/api/v1/label/code/values?match%5B%5D={}&start=0&end=600",
+        enc("http_requests_total{job=\"api\"}")
+    ))
+    .body(Body::empty())
+    .expect("request");
+    assert_ok(
+        &send(&app, req).await,
+        json!({"status": "success", "data": ["200", "500"]}),
+    );
+}
