@@ -149,6 +149,32 @@ impl Storage for MemStorage {
             v.retain(|c| c.max_t >= cutoff);
             dropped += (before - v.len()) as u64;
         }
+        if let Some(limit) = self.opts.retention_bytes {
+            // Size retention, as the disk store does it: the sealed chunks stand for the
+            // bytes on disk; drop the oldest partition until under the limit or only the
+            // head's newest partition is left.
+            let pms = self.opts.partition_ms.max(1);
+            let newest = crate::partition_of(st.head.max_t(), pms);
+            loop {
+                let size: usize = st.chunks.values().flatten().map(|c| c.bytes.len()).sum();
+                let oldest = st
+                    .chunks
+                    .values()
+                    .flatten()
+                    .map(|c| crate::partition_of(c.min_t, pms))
+                    .min();
+                let Some(oldest) = oldest else { break };
+                if size as u64 <= limit || oldest >= newest {
+                    break;
+                }
+                for v in st.chunks.values_mut() {
+                    let before = v.len();
+                    v.retain(|c| crate::partition_of(c.min_t, pms) > oldest);
+                    dropped += (before - v.len()) as u64;
+                }
+                st.watermark = st.watermark.max((oldest + 1).saturating_mul(pms));
+            }
+        }
         self.shared
             .counters
             .retention_runs

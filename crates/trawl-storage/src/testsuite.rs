@@ -54,7 +54,7 @@ macro_rules! storage_testsuite {
         $crate::storage_testsuite!(@cases $factory;
             roundtrip, chunk_boundaries, matchers, empty_value_semantics, staleness_bits,
             append_rules, retention, label_apis, time_range_filter, restart_recovery,
-            rollback_and_unknown_refs, raw_chunks, head_gc, head_gc_restart, head_memory);
+            rollback_and_unknown_refs, raw_chunks, head_gc, head_gc_restart, head_memory, size_retention);
     };
     (@cases $factory:expr; $($case:ident),*) => {
         $(
@@ -1009,4 +1009,69 @@ pub fn head_memory(f: &dyn Factory, dir: &Path) {
         "GC gives memory back: {after} of {} bytes left",
         met.head_bytes
     );
+}
+
+/// `retention_bytes`: over the limit, whole oldest partitions go until only the newest one
+/// is left; the watermark moves to the first kept partition, everything from it on stays
+/// readable, older samples are refused, and the state survives a restart. Under the limit
+/// nothing is dropped.
+pub fn size_retention(f: &dyn Factory, dir: &Path) {
+    let day = 86_400_000i64;
+    let clock = ManualClock::new(T0 + 2 * day);
+    let data: Vec<(Labels, Vec<Sample>)> = (0..3)
+        .map(|i| {
+            (
+                lbl(&[("__name__", "sz"), ("i", &i.to_string())]),
+                counter(24 * 60, T0 + i, 60_000),
+            )
+        })
+        .collect();
+    let big = StorageOptions {
+        retention_bytes: Some(u64::MAX),
+        ..opts(&clock)
+    };
+    let s = f.open(&dir.join("unlimited"), big).expect("open");
+    write(s.as_ref(), &data);
+    let want_all = read(s.as_ref(), &all(), i64::MIN, i64::MAX);
+    let rep = s.apply_retention().expect("retention");
+    assert_eq!(rep.dropped, 0, "under the size limit nothing is dropped");
+    assert_eq!(read(s.as_ref(), &all(), i64::MIN, i64::MAX), want_all);
+    drop(s);
+
+    let o = StorageOptions {
+        retention_bytes: Some(1),
+        ..opts(&clock)
+    };
+    let limited = dir.join("limited");
+    let s = f.open(&limited, o.clone()).expect("open");
+    let refs = write(s.as_ref(), &data);
+    let newest_t = data.iter().filter_map(|(_, v)| v.last()).map(|x| x.t).max();
+    let newest_t = newest_t.expect("samples");
+    let keep_from = newest_t - newest_t.rem_euclid(o.partition_ms);
+    let rep = s.apply_retention().expect("retention");
+    assert!(rep.dropped > 0);
+    assert_eq!(rep.watermark, keep_from);
+    let mut want: Vec<(Labels, Vec<(i64, u64)>)> = data
+        .iter()
+        .map(|(l, v)| {
+            let kept = bits(v)
+                .into_iter()
+                .filter(|(t, _)| *t >= keep_from)
+                .collect();
+            (l.clone(), kept)
+        })
+        .collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(want.iter().all(|(_, v)| !v.is_empty()));
+    assert_eq!(read(s.as_ref(), &all(), i64::MIN, i64::MAX), want);
+    let mut app = s.appender();
+    app.append(refs[0], keep_from - 1, 1.0).expect("append");
+    assert_eq!(
+        app.commit().expect("commit").rejected(RejectReason::TooOld),
+        1
+    );
+    drop(app);
+    drop(s);
+    let s = f.open(&limited, o).expect("reopen");
+    assert_eq!(read(s.as_ref(), &all(), i64::MIN, i64::MAX), want);
 }
