@@ -151,7 +151,7 @@ impl Error {
     /// failures INTERNAL, as Prometheus's API classifies them.
     pub fn from_query(e: QueryError) -> Self {
         let (code, error_type) = match &e {
-            QueryError::Parse(_) => return Self::param("query", e),
+            QueryError::Parse(_) => (Code::InvalidArgument, ErrorType::BadData),
             QueryError::Eval(_) => (Code::InvalidArgument, ErrorType::Execution),
             QueryError::TooManySamples(_) => (Code::ResourceExhausted, ErrorType::Execution),
             QueryError::Timeout(_) => (Code::DeadlineExceeded, ErrorType::Timeout),

@@ -1,44 +1,30 @@
 //! Answers rendered as Prometheus's HTTP API JSON (`-o json` of `trawl query`), so scripts
-//! written against `/api/v1/query` read the CLI's output unchanged: same field order, values
-//! as strings formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`, timestamps as
-//! seconds with millisecond decimals.
+//! written against `/api/v1/query` read the CLI's output unchanged. The encodings are
+//! `trawl-web`'s (checked against Prometheus 2.42): vector/matrix points as
+//! `[seconds.mmm,"value"]` with Go's float format; scalars and strings with Go's generic
+//! encoder (time as a plain float of seconds, value in 'f' format); Go's string escaping; at
+//! most ten annotations of each kind plus a count of the omitted ones.
 
 use std::fmt::Write;
 
 use trawl_model::Labels;
-use trawl_promql::{Annotations, Value};
+use trawl_promql::Value;
+use trawl_web::format::{write_float, write_json_str, write_timestamp};
 
 use crate::Error;
 use crate::client::{Answer, Listing};
 
+/// Annotations of each kind listed before the rest are counted, as Prometheus does.
+const MAX_ANNOTATIONS: usize = 10;
+
 /// A float as Prometheus writes sample values.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
+    trawl_web::format::format_float(v)
 }
 
-/// A millisecond timestamp as Prometheus writes it: seconds, then `.` and three digits when
-/// the milliseconds are not zero.
+/// A millisecond timestamp as Prometheus writes sample times.
 pub fn format_timestamp(t: i64) -> String {
-    let sign = if t < 0 { "-" } else { "" };
-    let a = t.unsigned_abs();
-    let (s, ms) = (a / 1000, a % 1000);
-    if ms == 0 {
-        format!("{sign}{s}")
-    } else {
-        format!("{sign}{s}.{ms:03}")
-    }
-}
-
-fn string(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
+    trawl_web::format::format_timestamp(t)
 }
 
 fn labels(out: &mut String, l: &Labels) {
@@ -47,28 +33,44 @@ fn labels(out: &mut String, l: &Labels) {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{}:{}", string(&l.name), string(&l.value));
+        write_json_str(out, &l.name);
+        out.push(':');
+        write_json_str(out, &l.value);
     }
     out.push('}');
 }
 
 fn point(out: &mut String, t: i64, v: f64) {
-    let _ = write!(
-        out,
-        "[{},{}]",
-        format_timestamp(t),
-        string(&format_value(v))
-    );
+    out.push('[');
+    write_timestamp(out, t);
+    out.push_str(",\"");
+    write_float(out, v);
+    out.push_str("\"]");
+}
+
+fn annotations(out: &mut String, key: &str, list: &[String], kind: &str) {
+    if list.is_empty() {
+        return;
+    }
+    let _ = write!(out, ",\"{key}\":[");
+    for (i, w) in list.iter().take(MAX_ANNOTATIONS).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(out, w);
+    }
+    if list.len() > MAX_ANNOTATIONS {
+        out.push(',');
+        let more = list.len() - MAX_ANNOTATIONS;
+        write_json_str(out, &format!("{more} more {kind} annotations omitted"));
+    }
+    out.push(']');
 }
 
 fn envelope(data: &str, warnings: &[String], infos: &[String]) -> String {
     let mut out = format!("{{\"status\":\"success\",\"data\":{data}");
-    for (key, list) in [("warnings", warnings), ("infos", infos)] {
-        if !list.is_empty() {
-            let items: Vec<String> = list.iter().map(|w| string(w)).collect();
-            let _ = write!(out, ",\"{key}\":[{}]", items.join(","));
-        }
-    }
+    annotations(&mut out, "warnings", warnings, "warning");
+    annotations(&mut out, "infos", infos, "info");
     out.push('}');
     out
 }
@@ -79,9 +81,19 @@ pub fn answer_json(a: &Answer) -> String {
     let value = &a.result.value;
     let _ = write!(d, "{{\"resultType\":\"{}\",\"result\":", value.type_name());
     match value {
-        Value::Scalar(v) => point(&mut d, a.time_ms, *v),
+        Value::Scalar(v) => {
+            let _ = write!(d, "[{},\"", a.time_ms as f64 / 1000.0);
+            if v.is_nan() || v.is_infinite() {
+                write_float(&mut d, *v);
+            } else {
+                let _ = write!(d, "{v}");
+            }
+            d.push_str("\"]");
+        }
         Value::String(s) => {
-            let _ = write!(d, "[{},{}]", format_timestamp(a.time_ms), string(s));
+            let _ = write!(d, "[{},", a.time_ms as f64 / 1000.0);
+            write_json_str(&mut d, s);
+            d.push(']');
         }
         Value::Vector(v) => {
             d.push('[');
@@ -118,8 +130,8 @@ pub fn answer_json(a: &Answer) -> String {
         }
     }
     d.push('}');
-    let Annotations { warnings, infos } = &a.result.annotations;
-    envelope(&d, warnings, infos)
+    let ann = &a.result.annotations;
+    envelope(&d, &ann.warnings, &ann.infos)
 }
 
 /// The `/api/v1/series` answer.
@@ -137,89 +149,92 @@ pub fn series_json(l: &Listing<Labels>) -> String {
 
 /// The `/api/v1/labels` and `/api/v1/label/<name>/values` answer.
 pub fn strings_json(l: &Listing<String>) -> String {
-    let items: Vec<String> = l.items.iter().map(|s| string(s)).collect();
-    envelope(&format!("[{}]", items.join(",")), &l.warnings, &[])
+    let mut d = String::from("[");
+    for (i, s) in l.items.iter().enumerate() {
+        if i > 0 {
+            d.push(',');
+        }
+        write_json_str(&mut d, s);
+    }
+    d.push(']');
+    envelope(&d, &l.warnings, &[])
 }
 
 /// `{"status":"error","errorType":...,"error":...}`.
 pub fn error_json(e: &Error) -> String {
-    format!(
-        "{{\"status\":\"error\",\"errorType\":\"{}\",\"error\":{}}}",
-        e.error_type(),
-        string(&e.to_string())
-    )
+    let mut out = format!(
+        "{{\"status\":\"error\",\"errorType\":\"{}\",\"error\":",
+        e.error_type()
+    );
+    write_json_str(&mut out, &e.to_string());
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use trawl_model::Sample;
-    use trawl_promql::{QueryResult, RangeSeries, VecSample};
+    use trawl_promql::{Annotations, QueryResult, RangeSeries, VecSample};
 
-    #[test]
-    fn numbers_are_written_as_prometheus_does() {
-        assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
-        assert_eq!(format_timestamp(1_500), "1.500");
-        assert_eq!(format_timestamp(1_005), "1.005");
-        assert_eq!(format_timestamp(2_000), "2");
-        assert_eq!(format_timestamp(-1_500), "-1.500");
-        assert_eq!(format_value(f64::INFINITY), "+Inf");
-        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_value(f64::NAN), "NaN");
-        assert_eq!(format_value(-0.0), "-0");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
-        assert_eq!(format_value(1e-7), "0.0000001");
-        assert_eq!(format_value(0.1 + 0.2), "0.30000000000000004");
+    fn answer(value: Value, annotations: Annotations, time_ms: i64) -> Answer {
+        Answer {
+            result: QueryResult { value, annotations },
+            time_ms,
+        }
     }
 
     #[test]
     fn answers_have_the_api_shape() {
-        let l = Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]);
-        let a = Answer {
-            result: QueryResult {
-                value: Value::Vector(vec![VecSample {
-                    labels: l.clone(),
-                    t: 1500,
-                    v: 1.0,
-                    drop_name: false,
-                }]),
-                annotations: Annotations {
-                    warnings: vec!["w".into()],
-                    infos: vec![],
-                },
-            },
-            time_ms: 1500,
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "a\"<b")]);
+        let v = Value::Vector(vec![VecSample {
+            labels: l.clone(),
+            t: 1500,
+            v: 1e-7,
+            drop_name: false,
+        }]);
+        let ann = Annotations {
+            warnings: vec!["w".into()],
+            infos: vec![],
         };
         assert_eq!(
-            answer_json(&a),
-            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1.500,"1"]}]},"warnings":["w"]}"#
+            answer_json(&answer(v, ann, 1500)),
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"\u003cb"},"value":[1.500,"1e-07"]}]},"warnings":["w"]}"#
         );
-        let m = Answer {
-            result: QueryResult {
-                value: Value::Matrix(vec![RangeSeries {
-                    labels: l,
-                    samples: vec![Sample::new(0, 1.0), Sample::new(15_000, f64::NAN)],
-                    drop_name: false,
-                }]),
-                annotations: Annotations::default(),
-            },
-            time_ms: 0,
-        };
-        let v: serde_json::Value = serde_json::from_str(&answer_json(&m)).unwrap();
-        assert_eq!(v["data"]["resultType"], "matrix");
-        assert_eq!(v["data"]["result"][0]["values"][1][1], "NaN");
-        assert_eq!(v["data"]["result"][0]["values"][1][0], 15);
-        let s = Answer {
-            result: QueryResult {
-                value: Value::Scalar(2.5),
-                annotations: Annotations::default(),
-            },
-            time_ms: 10_000,
-        };
+        let m = Value::Matrix(vec![RangeSeries {
+            labels: l,
+            samples: vec![Sample::new(0, -0.0), Sample::new(15_000, f64::NAN)],
+            drop_name: false,
+        }]);
+        assert_eq!(
+            answer_json(&answer(m, Annotations::default(), 0)),
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a\"\u003cb"},"values":[[0,"-0"],[15,"NaN"]]}]}}"#
+        );
+        // Scalars: plain-float time, 'f' value even where points would use an exponent.
+        let s = answer(Value::Scalar(1e-7), Annotations::default(), 10_500);
         assert_eq!(
             answer_json(&s),
-            r#"{"status":"success","data":{"resultType":"scalar","result":[10,"2.5"]}}"#
+            r#"{"status":"success","data":{"resultType":"scalar","result":[10.5,"0.0000001"]}}"#
         );
+        let s = answer(Value::String("x".into()), Annotations::default(), 2_000);
+        assert_eq!(
+            answer_json(&s),
+            r#"{"status":"success","data":{"resultType":"string","result":[2,"x"]}}"#
+        );
+        // Eleven infos: ten listed and the rest counted.
+        let many = Annotations {
+            warnings: vec![],
+            infos: (0..11).map(|i| format!("i{i}")).collect(),
+        };
+        let j = answer_json(&answer(Value::Vector(vec![]), many, 0));
+        assert!(
+            j.ends_with(r#""i9","1 more info annotations omitted"]}"#),
+            "{j}"
+        );
+    }
+
+    #[test]
+    fn lists_and_errors() {
         let e = Error::bad_data("x \"y\"");
         assert_eq!(
             error_json(&e),
@@ -227,11 +242,19 @@ mod tests {
         );
         let names = Listing {
             items: vec!["a".to_string(), "b".to_string()],
-            warnings: vec![],
+            warnings: vec!["results truncated due to limit".into()],
         };
         assert_eq!(
             strings_json(&names),
-            r#"{"status":"success","data":["a","b"]}"#
+            r#"{"status":"success","data":["a","b"],"warnings":["results truncated due to limit"]}"#
+        );
+        let series = Listing {
+            items: vec![Labels::from_pairs([("a", "1")])],
+            warnings: vec![],
+        };
+        assert_eq!(
+            series_json(&series),
+            r#"{"status":"success","data":[{"a":"1"}]}"#
         );
     }
 }

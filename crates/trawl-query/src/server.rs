@@ -20,6 +20,10 @@ use trawl_proto::v1::{
 use crate::convert::{instant_response, matrix_batches};
 use crate::{Error, LabelSource};
 
+fn source_err(e: trawl_web::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
 /// Prometheus's lower bound of a time parameter (`minTime` in its API), in ms.
 pub const MIN_TIME_MS: i64 = (i64::MIN / 1000 + 62_135_596_801) * 1000;
 /// Prometheus's upper bound of a time parameter (`maxTime` in its API), in ms.
@@ -176,8 +180,7 @@ impl Query for QueryService {
         &self,
         req: Request<InstantQueryRequest>,
     ) -> Result<Response<QueryResponse>, Status> {
-        let engine = |r: &InstantQueryRequest| self.engine(r.timeout_ms, req.metadata());
-        let engine = engine(req.get_ref());
+        let engine = self.engine(req.get_ref().timeout_ms, req.metadata());
         let r = req.into_inner();
         let t = r.time_ms.unwrap_or_else(now_ms);
         let expr = parse_query(&r.query)?;
@@ -219,12 +222,9 @@ impl Query for QueryService {
                 ValueType::String => "string",
                 _ => "unknown",
             };
-            return Err(Error::param(
-                "query",
-                format!(
-                    "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
-                ),
-            )
+            return Err(Error::bad_data(format!(
+                "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+            ))
             .into());
         }
         let range = Some((r.start_ms, r.end_ms, r.step_ms));
@@ -253,7 +253,7 @@ impl Query for QueryService {
             .blocking(move || {
                 let mut all: Vec<Labels> = Vec::new();
                 for set in &sets {
-                    all.extend(src.series(set, mint, maxt)?);
+                    all.extend(src.series(set, mint, maxt).map_err(source_err)?);
                 }
                 Ok(all)
             })
@@ -283,11 +283,11 @@ impl Query for QueryService {
         let values = self
             .blocking(move || {
                 if sets.is_empty() {
-                    return src.label_names(&[], mint, maxt);
+                    return src.label_names(&[], mint, maxt).map_err(source_err);
                 }
                 let mut all = Vec::new();
                 for set in &sets {
-                    all.extend(src.label_names(set, mint, maxt)?);
+                    all.extend(src.label_names(set, mint, maxt).map_err(source_err)?);
                 }
                 Ok(all)
             })
@@ -310,11 +310,14 @@ impl Query for QueryService {
         let values = self
             .blocking(move || {
                 if sets.is_empty() {
-                    return src.label_values(&name, &[], mint, maxt);
+                    return src.label_values(&name, &[], mint, maxt).map_err(source_err);
                 }
                 let mut all = Vec::new();
                 for set in &sets {
-                    all.extend(src.label_values(&name, set, mint, maxt)?);
+                    all.extend(
+                        src.label_values(&name, set, mint, maxt)
+                            .map_err(source_err)?,
+                    );
                 }
                 Ok(all)
             })
@@ -327,8 +330,9 @@ fn now_ms() -> i64 {
     trawl_promql::system_time_ms(&SystemTime::now())
 }
 
+/// Parse errors are `bad_data` with the parser's text alone, as Prometheus 2.42 answers them.
 fn parse_query(q: &str) -> Result<Expr, Error> {
-    trawl_promql::parse(q).map_err(|e| Error::param("query", e))
+    trawl_promql::parse(q).map_err(|e| Error::bad_data(e.to_string()))
 }
 
 fn time_bounds(start: Option<i64>, end: Option<i64>) -> Result<(i64, i64), Error> {
