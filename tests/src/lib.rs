@@ -22,3 +22,6 @@ pub fn conformance(rel: &str) -> PathBuf {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+pub mod exporter;
+pub mod process;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod standalone;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +24,8 @@ enum Command {
     /// Check configuration files, like `promtool check`.
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Run discovery, scraping, storage and the HTTP API in one process.
+    Standalone(standalone::StandaloneArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,14 +33,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(c) => c.run(),
+        Command::Standalone(a) => a.run(),
     }
 }
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TRAWL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal: logs piped to files and tests stay plain `key=value`.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
