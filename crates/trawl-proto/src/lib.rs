@@ -27,6 +27,50 @@ pub enum ConvertError {
     /// A regex matcher's pattern does not compile.
     #[error("{0}")]
     Matcher(#[from] trawl_model::ModelError),
+    /// A chunk's encoding is not one this build decodes.
+    #[error("unknown chunk encoding {0}")]
+    ChunkEncoding(i32),
+    /// A chunk's time bounds are inverted.
+    #[error("chunk bounds inverted: min {min} > max {max}")]
+    ChunkBounds { min: i64, max: i64 },
+}
+
+/// The wire form of a stored chunk: the bytes are sent as stored, never re-encoded.
+pub fn chunk_to_proto(c: &trawl_storage::ChunkData) -> v1::Chunk {
+    let encoding = match c.encoding {
+        trawl_storage::ChunkEncoding::Xor => v1::chunk::Encoding::Xor,
+        trawl_storage::ChunkEncoding::Decimal => v1::chunk::Encoding::Decimal,
+    };
+    v1::Chunk {
+        min_time_ms: c.min_t,
+        max_time_ms: c.max_t,
+        encoding: encoding as i32,
+        data: c.bytes.to_vec(),
+    }
+}
+
+/// A chunk from the wire. Only the encoding and bounds are checked here; a corrupt body
+/// fails when its samples are decoded, as a stored one would.
+pub fn chunk_from_proto(c: v1::Chunk) -> Result<trawl_storage::ChunkData, ConvertError> {
+    let encoding = match v1::chunk::Encoding::try_from(c.encoding) {
+        Ok(v1::chunk::Encoding::Xor) => trawl_storage::ChunkEncoding::Xor,
+        Ok(v1::chunk::Encoding::Decimal) => trawl_storage::ChunkEncoding::Decimal,
+        Ok(v1::chunk::Encoding::Unknown) | Err(_) => {
+            return Err(ConvertError::ChunkEncoding(c.encoding));
+        }
+    };
+    if c.min_time_ms > c.max_time_ms {
+        return Err(ConvertError::ChunkBounds {
+            min: c.min_time_ms,
+            max: c.max_time_ms,
+        });
+    }
+    Ok(trawl_storage::ChunkData {
+        min_t: c.min_time_ms,
+        max_t: c.max_time_ms,
+        encoding,
+        bytes: c.data.into(),
+    })
 }
 
 /// Wire labels of a label set (already sorted).
@@ -135,6 +179,39 @@ mod tests {
         let want: Vec<u64> = vals.iter().map(|v| v.to_bits()).collect();
         assert_eq!(bits, want);
         assert_eq!(bits[0], STALE_NAN_BITS);
+    }
+
+    #[test]
+    fn chunks_cross_the_wire_unchanged_and_bad_ones_are_rejected() {
+        use trawl_storage::{ChunkData, ChunkEncoding};
+        for encoding in [ChunkEncoding::Xor, ChunkEncoding::Decimal] {
+            let c = ChunkData {
+                min_t: 10,
+                max_t: 20,
+                encoding,
+                bytes: vec![1u8, 2, 3].into(),
+            };
+            let wire = v1::Chunk::decode(chunk_to_proto(&c).encode_to_vec().as_slice()).unwrap();
+            assert_eq!(chunk_from_proto(wire).unwrap(), c);
+        }
+        let unknown = v1::Chunk {
+            encoding: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            chunk_from_proto(unknown),
+            Err(ConvertError::ChunkEncoding(0))
+        );
+        let inverted = v1::Chunk {
+            min_time_ms: 5,
+            max_time_ms: 4,
+            encoding: v1::chunk::Encoding::Xor as i32,
+            ..Default::default()
+        };
+        assert!(matches!(
+            chunk_from_proto(inverted),
+            Err(ConvertError::ChunkBounds { .. })
+        ));
     }
 
     #[test]

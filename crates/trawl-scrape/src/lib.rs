@@ -21,6 +21,7 @@
 //!   …`, `label_limit exceeded (…)`, `context deadline exceeded`).
 
 pub mod append;
+pub mod build;
 pub mod http;
 mod manager;
 mod target;

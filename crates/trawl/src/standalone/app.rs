@@ -17,7 +17,7 @@ use trawl_scrape::{ManagerCounters, ScrapeManager, StopMode, TargetStatus};
 use trawl_storage::Storage;
 
 use super::metrics::{Encoder, Kind};
-use super::targets;
+use trawl_scrape::build as targets;
 
 /// How often discovery may send updates (Prometheus: 5 s).
 pub const DISCOVERY_UPDATE_EVERY: Duration = Duration::from_secs(5);

@@ -22,7 +22,6 @@ use trawl_storage_rocks::{RocksOptions, RocksStorage};
 mod app;
 mod http;
 mod metrics;
-mod targets;
 
 use app::App;
 

@@ -1,5 +1,6 @@
 //! From discovered groups to scrape targets: target relabeling per job, dropped targets
-//! kept for the targets API. Pure: config and groups in, targets out.
+//! kept for the targets API. Pure: config and groups in, targets out (standalone and the
+//! coordinator share it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use trawl_config::{Config, ScrapeConfig};
 use trawl_discovery::{Populated, TargetGroup, targets_from_group};
 use trawl_model::Labels;
-use trawl_scrape::Target;
+use crate::Target;
 
 /// The outcome of relabeling every discovered target of every job.
 #[derive(Debug, Default)]

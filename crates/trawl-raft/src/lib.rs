@@ -1,0 +1,122 @@
+//! `trawl-raft`: a replicated, deterministic state machine for the coordinator replicas.
+//!
+//! Job: let the coordinator write its cluster state (workers, assignment epochs, handoffs) as
+//! a sequence of commands that every replica applies in the same order, and read that state
+//! locally on any replica. The coordinator is written against the [`Replicator`] trait only;
+//! two implementations satisfy it:
+//! - [`Local`]: one replica in one process (no peers), commands applied under a lock and the
+//!   state persisted as a snapshot file so a restart resumes the same epoch;
+//! - `RaftNode` (openraft 0.9): an odd number of replicas from `--raft.peers`, Raft traffic on
+//!   the `trawl.v1.Raft` gRPC service that shares each replica's gRPC port.
+//!
+//! Invariants every implementation keeps:
+//! - [`StateMachine::apply`] is called exactly once per committed command, in log order, on
+//!   every replica; it must be deterministic (no clock, no randomness: time travels inside the
+//!   command).
+//! - [`Replicator::propose`] succeeds only on the leader, after the command is committed and
+//!   applied locally; elsewhere it fails with [`ReplicaError::NotLeader`] naming the leader
+//!   when known, so the caller can forward.
+//! - [`Replicator::status`] changes whenever the term, the leader or the applied index
+//!   changes, so watchers (assignment streams) wake on every new state.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+mod local;
+
+pub use local::Local;
+
+/// A deterministic state machine replicated by a [`Replicator`].
+pub trait StateMachine: Send + Sync + 'static {
+    /// A state change, serialised into the replicated log.
+    type Command: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static;
+    /// What applying a command answers to its proposer.
+    type Response: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static;
+
+    /// Applies one committed command. Deterministic: the same state and command give the
+    /// same new state and response on every replica.
+    fn apply(&mut self, cmd: &Self::Command) -> Self::Response;
+    /// The whole state, for snapshots and for replicas that fall behind the log.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the state with a snapshot taken by [`StateMachine::snapshot`].
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// Who leads and how far the local state has got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// This replica's id (`--raft.id`; 1 for a single replica).
+    pub id: u64,
+    /// The current term (0 before any election; 1 for a [`Local`] replica).
+    pub term: u64,
+    /// The leader's id, when known.
+    pub leader: Option<u64>,
+    /// Index of the last command applied to the local state.
+    pub applied: u64,
+    /// Every replica of the group: id and gRPC address.
+    pub members: Vec<(u64, String)>,
+}
+
+impl ReplicaStatus {
+    /// Whether this replica leads.
+    pub fn is_leader(&self) -> bool {
+        self.leader == Some(self.id)
+    }
+
+    /// The leader's gRPC address, when known.
+    pub fn leader_address(&self) -> Option<&str> {
+        let l = self.leader?;
+        self.members
+            .iter()
+            .find(|(id, _)| *id == l)
+            .map(|(_, a)| a.as_str())
+    }
+}
+
+/// Failures of [`Replicator::propose`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// This replica does not lead; forward to the leader when one is known.
+    #[error("not the leader (leader: {leader:?} at {address:?})")]
+    NotLeader {
+        leader: Option<u64>,
+        address: Option<String>,
+    },
+    /// No quorum or the group is shutting down: retry later.
+    #[error("replication unavailable: {0}")]
+    Unavailable(String),
+    /// Storage or encoding failure of the log or snapshot.
+    #[error("replication failed: {0}")]
+    Fatal(String),
+}
+
+/// A replicated state machine `S`, read locally and written through the leader.
+pub trait Replicator<S: StateMachine>: Send + Sync + 'static {
+    /// Replicates `cmd`; resolves once it is committed and applied here, with its response.
+    fn propose(&self, cmd: S::Command) -> BoxFuture<'_, Result<S::Response, ReplicaError>>;
+    /// Runs `f` over the local applied state (a follower's may lag the leader's).
+    fn read(&self, f: &mut dyn FnMut(&S));
+    /// Current status; the receiver wakes on every term, leader or applied-index change.
+    fn status(&self) -> watch::Receiver<ReplicaStatus>;
+}
+
+/// Reads a value out of the replicated state.
+pub fn read_with<S: StateMachine, T>(r: &(impl Replicator<S> + ?Sized), f: impl FnOnce(&S) -> T) -> T {
+    let mut f = Some(f);
+    let mut out = None;
+    r.read(&mut |s| {
+        if let Some(f) = f.take() {
+            out = Some(f(s));
+        }
+    });
+    // `read` calls its closure exactly once.
+    out.unwrap_or_else(|| unreachable!("Replicator::read did not call its closure"))
+}
+
+/// Shared handle type the coordinator holds.
+pub type SharedReplicator<S> = Arc<dyn Replicator<S>>;
