@@ -6,8 +6,9 @@
 //! two implementations satisfy it:
 //! - [`Local`]: one replica in one process (no peers), commands applied under a lock and the
 //!   state persisted as a snapshot file so a restart resumes the same epoch;
-//! - `RaftNode` (openraft 0.9): an odd number of replicas from `--raft.peers`, Raft traffic on
-//!   the `trawl.v1.Raft` gRPC service that shares each replica's gRPC port.
+//! - [`RaftNode`] (openraft 0.9): a static group of replicas from `--raft.peers`, Raft
+//!   traffic on the `trawl.v1.Raft` gRPC service that shares each replica's gRPC port
+//!   ([`RaftNode::grpc_service`]).
 //!
 //! Invariants every implementation keeps:
 //! - [`StateMachine::apply`] is called exactly once per committed command, in log order, on
@@ -18,6 +19,43 @@
 //!   when known, so the caller can forward.
 //! - [`Replicator::status`] changes whenever the term, the leader or the applied index
 //!   changes, so watchers (assignment streams) wake on every new state.
+//!
+//! # `RaftNode` design
+//!
+//! Membership is static: on a pristine data dir every replica initialises the group with all
+//! of `peers` as voters. openraft documents initialising several nodes with the *identical*
+//! membership as safe (each writes the same first entry, then an ordinary election picks
+//! one leader), so replicas may start in any order or all at once; a data dir that holds a
+//! log or a vote is never initialised again, and a membership in it that differs from the
+//! flags is kept (with a warning): changing the replica set needs fresh data dirs.
+//!
+//! Files in `data_dir`, each `fsync`ed before openraft is told the write is durable:
+//! - `raft.log`: the log, append-only records `[u32 len][u64 xxh64][serde_json]`; `fsync`
+//!   after each append batch; a conflicting suffix is cut off in place (`set_len`, `fsync`);
+//!   after a snapshot the purged prefix is dropped by rewriting the kept entries to a
+//!   temporary file that is `fsync`ed and renamed over the log (then the directory is
+//!   `fsync`ed). On start a torn final record is dropped; damage before the end fails the
+//!   start, since it would lose acknowledged entries.
+//! - `vote.json`: the vote, temporary file + `fsync` + rename + directory `fsync`.
+//! - `snapshot.bin`: `[u32 meta len][SnapshotMeta json][S::snapshot()]`, written the same way
+//!   every `snapshot_every` applied entries and when a snapshot is installed from the leader.
+//!   The state machine itself lives in memory: a restart restores the snapshot and openraft
+//!   re-applies the committed entries after it, so apply never waits on the disk.
+//!
+//! No RocksDB: the log is small (purged after each snapshot), written sequentially and read
+//! back only at start, so a plain file with checksummed records does the job, keeps the
+//! coordinator free of the C++ dependency, and only `trawl-storage-rocks` names RocksDB.
+//!
+//! Timings (defaults in [`RaftConfig::new`]): heartbeat every 250 ms, election timeout
+//! random in 1–2 s, so followers notice a dead leader within 2 s and a new one is normally
+//! elected within 3 s, well within the 5 s the coordinator tolerates; an AppendEntries round
+//! trip must finish within one heartbeat interval, a vote within the minimum election timeout.
+//! Unreachable peers are retried every 500 ms.
+//!
+//! Commands travel as the serde_json of `S::Command` (log, network and storage are not generic
+//! over `S`); a command that does not decode on a replica is skipped on every replica and its
+//! proposer gets [`ReplicaError::Fatal`]. [`ReplicaStatus::applied`] is the Raft log index of
+//! the last applied entry (blank and membership entries count), not a command count.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,8 +66,43 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 mod local;
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
+#[cfg(test)]
+mod tests;
 
 pub use local::Local;
+pub use network::RaftService;
+pub use node::{
+    DEFAULT_ELECTION_TIMEOUT_MAX, DEFAULT_ELECTION_TIMEOUT_MIN, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_SNAPSHOT_EVERY, RaftConfig, RaftError, RaftNode,
+};
+
+use openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// openraft's types for every Trawl group. Commands travel as JSON values (the serde_json
+    /// of `S::Command`) so the log, the network and the storage are not generic over `S`;
+    /// only the state machine adaptor decodes them.
+    pub(crate) TypeConfig:
+        D = serde_json::Value,
+        R = Applied,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// What applying one log entry answered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Applied {
+    /// The serde_json of the command's `S::Response`.
+    Response(serde_json::Value),
+    /// Blank and membership entries change no state.
+    Nothing,
+    /// The command was skipped on every replica (it did not decode, or its response did not
+    /// encode).
+    Failed(String),
+}
 
 /// A deterministic state machine replicated by a [`Replicator`].
 pub trait StateMachine: Send + Sync + 'static {
@@ -106,7 +179,10 @@ pub trait Replicator<S: StateMachine>: Send + Sync + 'static {
 }
 
 /// Reads a value out of the replicated state.
-pub fn read_with<S: StateMachine, T>(r: &(impl Replicator<S> + ?Sized), f: impl FnOnce(&S) -> T) -> T {
+pub fn read_with<S: StateMachine, T>(
+    r: &(impl Replicator<S> + ?Sized),
+    f: impl FnOnce(&S) -> T,
+) -> T {
     let mut f = Some(f);
     let mut out = None;
     r.read(&mut |s| {

@@ -18,7 +18,9 @@ pub struct Local<S: StateMachine> {
 
 impl<S: StateMachine> std::fmt::Debug for Local<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Local").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Local")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -31,7 +33,8 @@ impl<S: StateMachine> Local<S> {
         let mut applied = 0;
         let path = match dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| ReplicaError::Fatal(format!("{}: {e}", d.display())))?;
+                std::fs::create_dir_all(d)
+                    .map_err(|e| ReplicaError::Fatal(format!("{}: {e}", d.display())))?;
                 let p = d.join(SNAPSHOT_FILE);
                 match std::fs::read(&p) {
                     Ok(b) if b.len() >= 8 => {
@@ -102,5 +105,72 @@ impl<S: StateMachine> Replicator<S> for Local<S> {
 
     fn status(&self) -> watch::Receiver<ReplicaStatus> {
         self.status.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read_with;
+
+    #[derive(Debug, Default)]
+    struct Sum(u64);
+
+    impl StateMachine for Sum {
+        type Command = u64;
+        type Response = u64;
+
+        fn apply(&mut self, cmd: &u64) -> u64 {
+            self.0 += cmd;
+            self.0
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            self.0.to_le_bytes().to_vec()
+        }
+
+        fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+            let b: [u8; 8] = bytes
+                .try_into()
+                .map_err(|_| format!("{} bytes", bytes.len()))?;
+            self.0 = u64::from_le_bytes(b);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn restart_resumes_state_and_applied_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::open(Some(dir.path()), Sum::default(), "a:1".into()).unwrap();
+        assert_eq!(local.propose(5).await.unwrap(), 5);
+        assert_eq!(local.propose(7).await.unwrap(), 12);
+        let st = local.status().borrow().clone();
+        assert!(st.is_leader());
+        assert_eq!(st.applied, 2);
+        drop(local);
+
+        let local = Local::open(Some(dir.path()), Sum::default(), "a:1".into()).unwrap();
+        assert_eq!(read_with(&local, |s: &Sum| s.0), 12);
+        assert_eq!(local.status().borrow().applied, 2);
+        assert_eq!(local.propose(1).await.unwrap(), 13);
+        assert_eq!(local.status().borrow().applied, 3);
+        assert_eq!(local.status().borrow().leader_address(), Some("a:1"));
+    }
+
+    #[tokio::test]
+    async fn in_memory_replica_starts_empty_every_time() {
+        let local = Local::open(None, Sum(3), "a:1".into()).unwrap();
+        assert_eq!(local.propose(4).await.unwrap(), 7);
+        let again = Local::open(None, Sum(3), "a:1".into()).unwrap();
+        assert_eq!(read_with(&again, |s: &Sum| s.0), 3);
+        assert_eq!(again.status().borrow().applied, 0);
+    }
+
+    #[test]
+    fn unreadable_snapshot_fails_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), [1, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap();
+        let err = Local::open(Some(dir.path()), Sum::default(), "a:1".into()).unwrap_err();
+        assert!(matches!(err, ReplicaError::Fatal(_)));
     }
 }
