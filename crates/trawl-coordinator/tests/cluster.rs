@@ -1,0 +1,300 @@
+//! The coordinator on loopback with real tonic clients acting as workers: registration,
+//! assignment streams, make-before-break handoff confirmed by scrape reports, and a worker
+//! whose heartbeats stop losing its targets to the other one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use trawl_coordinator::CoordinatorArgs;
+use trawl_model::PromDuration;
+use trawl_proto::v1;
+use trawl_proto::v1::coordinator_client::CoordinatorClient;
+
+const TARGETS: usize = 20;
+
+fn config() -> String {
+    let targets: Vec<String> = (1..=TARGETS)
+        .map(|i| format!("'127.0.0.1:{}'", 20000 + i))
+        .collect();
+    format!(
+        "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    )
+}
+
+fn args(dir: &std::path::Path, timeout: &str) -> CoordinatorArgs {
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, config()).expect("write config");
+    CoordinatorArgs {
+        config_file: cfg,
+        web_listen_address: "127.0.0.1:0".into(),
+        grpc_listen_address: "127.0.0.1:0".into(),
+        data_path: dir.join("data"),
+        raft_id: 1,
+        raft_peers: None,
+        replication_factor: 1,
+        heartbeat_timeout: PromDuration::parse(timeout).expect("duration"),
+        enable_lifecycle: true,
+    }
+}
+
+/// A fake worker: registers, heartbeats while `alive`, follows its assignment and reports
+/// the first scrape of every INCOMING target at once.
+struct FakeWorker {
+    alive: Arc<AtomicBool>,
+    assignment: watch::Receiver<Option<v1::Assignment>>,
+}
+
+async fn fake_worker(client: CoordinatorClient<Channel>, id: &str) -> FakeWorker {
+    let mut c = client.clone();
+    let r = c
+        .register(v1::RegisterRequest {
+            worker_id: id.into(),
+            grpc_address: format!("127.0.0.1:{}", 7100 + id.len()),
+            web_address: "127.0.0.1:1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    assert!(
+        r.heartbeat_interval_ms >= 200,
+        "{}",
+        r.heartbeat_interval_ms
+    );
+    let alive = Arc::new(AtomicBool::new(true));
+    let (a, hb_id) = (alive.clone(), id.to_string());
+    let mut hb = client.clone();
+    tokio::spawn(async move {
+        while a.load(Ordering::Relaxed) {
+            let _ = hb
+                .heartbeat(v1::HeartbeatRequest {
+                    worker_id: hb_id.clone(),
+                    ..Default::default()
+                })
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (tx, rx) = watch::channel(None);
+    let mut w = client.clone();
+    let wid = id.to_string();
+    tokio::spawn(async move {
+        let mut stream = w
+            .watch_assignment(v1::WatchAssignmentRequest {
+                worker_id: wid.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut held = 0;
+        let mut first = true;
+        while let Ok(Some(a)) = stream.message().await {
+            let e = a.epoch.as_ref().map_or(0, |e| e.epoch);
+            assert!(
+                first || e > held,
+                "epochs only move forward: {e} after {held}"
+            );
+            first = false;
+            held = e;
+            let incoming: Vec<u64> = a
+                .targets
+                .iter()
+                .filter(|t| t.role == v1::assigned_target::Role::Incoming as i32)
+                .map(|t| t.target_hash)
+                .collect();
+            let _ = tx.send(Some(a));
+            if !incoming.is_empty() {
+                let _ = w
+                    .report_scrapes(v1::ScrapeReport {
+                        worker_id: wid.clone(),
+                        first_successful_scrapes: incoming,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+    });
+    FakeWorker {
+        alive,
+        assignment: rx,
+    }
+}
+
+fn roles(w: &FakeWorker) -> BTreeMap<u64, i32> {
+    w.assignment
+        .borrow()
+        .as_ref()
+        .map(|a| a.targets.iter().map(|t| (t.target_hash, t.role)).collect())
+        .unwrap_or_default()
+}
+
+fn owned(w: &FakeWorker) -> usize {
+    roles(w)
+        .values()
+        .filter(|r| **r == v1::assigned_target::Role::Owner as i32)
+        .count()
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_loses_its_targets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = args(dir.path(), "1s").start().await.expect("start");
+    let client = CoordinatorClient::connect(format!("http://{}", running.grpc))
+        .await
+        .expect("connect");
+
+    let w1 = fake_worker(client.clone(), "w1").await;
+    let w2 = fake_worker(client.clone(), "w2").await;
+    wait_for("every target owned by one of the two workers", || {
+        owned(&w1) + owned(&w2) == TARGETS && owned(&w1) > 0 && owned(&w2) > 0
+    })
+    .await;
+    assert_eq!(
+        roles(&w1).len() + roles(&w2).len(),
+        TARGETS,
+        "handoffs finished"
+    );
+
+    let (status, body) = http_get(running.web, "/api/v1/cluster").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["status"], "success");
+    let workers = v["data"]["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2);
+    let total: u64 = workers
+        .iter()
+        .map(|w| w["targets"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, TARGETS as u64);
+
+    let (status, body) = http_get(running.web, "/api/v1/targets").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let active = v["data"]["activeTargets"].as_array().expect("active");
+    assert_eq!(active.len(), TARGETS);
+    for t in active {
+        let ws = t["workers"].as_array().expect("workers field");
+        assert_eq!(ws.len(), 1, "{t}");
+    }
+
+    // w1 goes silent: after the timeout its targets are owned by w2, at once.
+    w1.alive.store(false, Ordering::Relaxed);
+    wait_for("w2 owning everything", || owned(&w2) == TARGETS).await;
+    let mut c = client.clone();
+    let cluster = c
+        .get_cluster(v1::GetClusterRequest::default())
+        .await
+        .expect("get cluster")
+        .into_inner();
+    let state: BTreeMap<String, i32> = cluster
+        .workers
+        .iter()
+        .map(|w| (w.id.clone(), w.state))
+        .collect();
+    assert_eq!(state["w1"], v1::worker_info::State::Down as i32);
+    assert_eq!(state["w2"], v1::worker_info::State::Up as i32);
+    assert_eq!(cluster.replicas.len(), 1);
+    assert!(cluster.replicas[0].leader);
+    assert_eq!(cluster.replicas[0].web_address, running.web.to_string());
+    wait_for("w1's stream to drop its targets", || roles(&w1).is_empty()).await;
+
+    // w1 comes back: it registers again and gets a share through a handoff.
+    let w1 = fake_worker(client.clone(), "w1").await;
+    wait_for("w1 owning targets again", || {
+        owned(&w1) > 0 && owned(&w1) + owned(&w2) == TARGETS
+    })
+    .await;
+    let (status, body) = http_get(running.web, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("trawl_coordinator_workers{state=\"up\"} 2"),
+        "{body}"
+    );
+    assert!(body.contains("trawl_coordinator_is_leader 1"), "{body}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = args(dir.path(), "10s").start().await.expect("start");
+    let client = CoordinatorClient::connect(format!("http://{}", running.grpc))
+        .await
+        .expect("connect");
+    let w1 = fake_worker(client, "w1").await;
+    wait_for("w1 owning everything", || owned(&w1) == TARGETS).await;
+    let before = roles(&w1);
+    let epoch = w1
+        .assignment
+        .borrow()
+        .as_ref()
+        .and_then(|a| a.epoch)
+        .map(|e| e.epoch);
+    w1.alive.store(false, Ordering::Relaxed);
+    running.stop().await;
+
+    let running = args(dir.path(), "10s").start().await.expect("restart");
+    let mut client = CoordinatorClient::connect(format!("http://{}", running.grpc))
+        .await
+        .expect("connect");
+    let mut stream = client
+        .watch_assignment(v1::WatchAssignmentRequest {
+            worker_id: "w1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let a = stream
+        .message()
+        .await
+        .expect("message")
+        .expect("first snapshot");
+    assert_eq!(a.epoch.map(|e| e.epoch), epoch, "same epoch after restart");
+    let after: BTreeMap<u64, i32> = a.targets.iter().map(|t| (t.target_hash, t.role)).collect();
+    assert_eq!(after, before);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn peers_without_raft_node_are_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = args(dir.path(), "1s");
+    a.raft_peers = Some("1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3".into());
+    let e = a.start().await.expect_err("no RaftNode yet");
+    assert!(e.to_string().contains("raft.peers"), "{e}");
+}
