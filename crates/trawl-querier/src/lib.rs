@@ -28,6 +28,10 @@
 //! `/metrics`. `/api/v1/targets`, `/api/v1/targets/metadata` and `/api/v1/scrape_pools` are
 //! proxied to a coordinator replica's web address, the leader first.
 
+// Proto literals always end with `..Default::default()` (project rule: fields added later
+// must not break them), even where every field is given today.
+#![allow(clippy::needless_update)]
+
 pub mod cluster;
 pub mod dedup;
 pub mod fanout;

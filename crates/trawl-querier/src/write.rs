@@ -120,8 +120,10 @@ async fn handle_inner(fanout: &FanOut, headers: &HeaderMap, body: Bytes) -> Resp
                 .map(|s| v1::Sample {
                     timestamp_ms: s.timestamp,
                     value: Some(s.value),
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         };
         for id in owners(labels.stable_hash(), &up, r) {
             per_worker.entry(id).or_default().push(wire.clone());
