@@ -59,6 +59,9 @@ pub fn parse_job(job: &ScrapeJob) -> Result<ScrapeConfig, String> {
         .ok_or_else(|| format!("scrape config for job {:?} is missing", job.job_name))
 }
 
+/// Job configurations by job name.
+pub type JobsByName = HashMap<String, Arc<ScrapeConfig>>;
+
 /// Parsed job configurations, cached by the coordinator's `config_hash` so an unchanged job
 /// is parsed once and keeps the same `Arc` (and so its running loops) across epochs.
 #[derive(Debug, Default)]
@@ -73,7 +76,7 @@ impl JobConfigs {
     pub fn update(
         &mut self,
         jobs: &[ScrapeJob],
-    ) -> (HashMap<String, Arc<ScrapeConfig>>, Vec<(String, String)>) {
+    ) -> (JobsByName, Vec<(String, String)>) {
         let mut out = HashMap::with_capacity(jobs.len());
         let mut errors = Vec::new();
         let mut keep = HashSet::with_capacity(jobs.len());
@@ -148,7 +151,7 @@ fn key_of(t: &trawl_proto::v1::AssignedTarget) -> TargetKey {
 pub fn reconcile(
     held: Option<&Assignment>,
     new: &Assignment,
-    jobs: &HashMap<String, Arc<ScrapeConfig>>,
+    jobs: &JobsByName,
 ) -> Reconciled {
     let mut r = Reconciled::default();
     let mut kept: HashSet<TargetKey> = HashSet::with_capacity(new.targets.len());
@@ -566,7 +569,7 @@ impl Follower {
             }
             i += 1;
             // After a full round of failed addresses, wait before the next round.
-            if i % addrs.len() == 0 {
+            if i.is_multiple_of(addrs.len()) {
                 let wait = backoff.next_wait();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

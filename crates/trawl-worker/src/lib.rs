@@ -482,7 +482,10 @@ mod tests {
         assert_eq!(c.w.grpc_listen_address, "0.0.0.0:9192");
         assert_eq!(c.w.web_listen_address, "0.0.0.0:9092");
         assert_eq!(c.w.storage_path, PathBuf::from("data/worker"));
-        assert_eq!(c.w.retention_time.to_string(), "15d");
+        assert_eq!(
+            c.w.retention_time.as_std(),
+            Duration::from_secs(15 * 24 * 3600)
+        );
         assert_eq!(c.w.retention_size, 0);
         assert!(
             Cli::try_parse_from(["t"]).is_err(),
