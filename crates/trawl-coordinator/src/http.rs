@@ -46,15 +46,15 @@ impl std::fmt::Debug for HttpState {
     }
 }
 
+/// Workers per target, keyed by what identifies a target in the targets JSON.
+type WorkersByKey = BTreeMap<(String, String, Labels), Vec<String>>;
+
 /// Active targets of this replica's relabeling with their workers, and the key that finds
 /// a target again in trawl-web's JSON (pool, URL, labels).
 fn targets_snapshot(
     r: &SharedReplicator<ClusterState>,
     desired: &Desired,
-) -> (
-    TargetsSnapshot,
-    BTreeMap<(String, String, Labels), Vec<String>>,
-) {
+) -> (TargetsSnapshot, WorkersByKey) {
     desired.with(|d| {
         let mut workers = BTreeMap::new();
         let active: Vec<ActiveTarget> = d

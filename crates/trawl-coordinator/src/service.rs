@@ -24,6 +24,9 @@ use crate::state::{ClusterState, Op, Response as SmResponse, Role, WorkerLoad};
 /// Metadata key set on forwarded calls.
 const FORWARDED: &str = "x-trawl-forwarded";
 
+/// A client to the leader, with the address it was made for.
+type LeaderClient = (String, CoordinatorClient<Channel>);
+
 /// The Coordinator service of one replica.
 #[derive(Clone)]
 pub struct CoordinatorService {
@@ -32,7 +35,7 @@ pub struct CoordinatorService {
     counters: Arc<LeaderCounters>,
     heartbeat_interval: Duration,
     web_address: String,
-    leader_client: Arc<Mutex<Option<(String, CoordinatorClient<Channel>)>>>,
+    leader_client: Arc<Mutex<Option<LeaderClient>>>,
     /// Ends the assignment streams (a graceful server shutdown waits for open streams).
     stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
