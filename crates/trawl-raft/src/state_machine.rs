@@ -276,3 +276,131 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct Seq(Vec<u64>);
+
+    impl StateMachine for Seq {
+        type Command = u64;
+        type Response = usize;
+
+        fn apply(&mut self, cmd: &u64) -> usize {
+            self.0.push(*cmd);
+            self.0.len()
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            serde_json::to_vec(&self.0).unwrap_or_default()
+        }
+
+        fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+            self.0 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    fn id(index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: id(index),
+            payload,
+        }
+    }
+
+    #[tokio::test]
+    async fn applies_in_order_and_snapshots_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = SmStore::open(dir.path(), Seq::default()).unwrap();
+        let members = Membership::new(vec![[1u64].into()], None);
+        let out = sm
+            .apply(vec![
+                entry(0, EntryPayload::Membership(members.clone())),
+                entry(1, EntryPayload::Blank),
+                entry(2, EntryPayload::Normal(serde_json::json!(7))),
+                entry(3, EntryPayload::Normal(serde_json::json!("not a u64"))),
+                entry(4, EntryPayload::Normal(serde_json::json!(9))),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Applied::Nothing));
+        assert!(matches!(out[1], Applied::Nothing));
+        assert!(matches!(&out[2], Applied::Response(v) if *v == serde_json::json!(1)));
+        assert!(
+            matches!(out[3], Applied::Failed(_)),
+            "an undecodable command is skipped"
+        );
+        assert!(matches!(&out[4], Applied::Response(v) if *v == serde_json::json!(2)));
+
+        let (applied, membership) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(id(4)));
+        assert_eq!(membership.log_id(), &Some(id(0)));
+
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snap.meta.last_log_id, Some(id(4)));
+        assert_eq!(
+            sm.get_current_snapshot()
+                .await
+                .unwrap()
+                .map(|s| s.meta.snapshot_id),
+            Some(snap.meta.snapshot_id.clone())
+        );
+
+        let mut again = SmStore::open(dir.path(), Seq::default()).unwrap();
+        assert_eq!(again.shared.read().state.0, vec![7, 9]);
+        let (applied, membership) = again.applied_state().await.unwrap();
+        assert_eq!(applied, Some(id(4)));
+        assert_eq!(
+            membership.membership().voter_ids().collect::<Vec<_>>(),
+            vec![1]
+        );
+    }
+
+    #[tokio::test]
+    async fn installing_a_snapshot_replaces_the_state_durably() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let mut leader = SmStore::open(leader_dir.path(), Seq::default()).unwrap();
+        leader
+            .apply((1..=3).map(|i| entry(i, EntryPayload::Normal(serde_json::json!(i * 10)))))
+            .await
+            .unwrap();
+        let snap = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut follower = SmStore::open(dir.path(), Seq(vec![1])).unwrap();
+        follower
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(follower.shared.read().state.0, vec![10, 20, 30]);
+        assert_eq!(follower.applied_state().await.unwrap().0, Some(id(3)));
+
+        let again = SmStore::open(dir.path(), Seq::default()).unwrap();
+        assert_eq!(again.shared.read().state.0, vec![10, 20, 30]);
+    }
+
+    #[test]
+    fn a_cut_snapshot_file_fails_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), [200, 0, 0, 0, b'{']).unwrap();
+        assert!(SmStore::open(dir.path(), Seq::default()).is_err());
+    }
+}

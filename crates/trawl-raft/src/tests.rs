@@ -421,3 +421,105 @@ async fn bad_configurations_are_refused() {
     );
     assert!(RaftNode::start(not_member, Seq::default()).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_wakes_watchers_on_every_applied_command() {
+    let g = group(1, 1000).await;
+    g.agreed_leader().await;
+    let mut rx = g.replicas[0].node.status();
+    let before = rx.borrow_and_update().applied;
+    g.propose(1).await;
+    tokio::time::timeout(DEADLINE, rx.changed())
+        .await
+        .expect("status did not change")
+        .unwrap();
+    until("the applied index to move", || {
+        (g.replicas[0].status().applied > before).then_some(())
+    })
+    .await;
+    g.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_refuses_garbage_and_a_stopped_node_looks_dead() {
+    use trawl_proto::v1::RaftMessage;
+    use trawl_proto::v1::raft_server::Raft as _;
+
+    let mut g = group(1, 1000).await;
+    g.agreed_leader().await;
+    let svc = crate::RaftService {
+        raft: g.replicas[0].node.raft.clone(),
+    };
+    let garbage = || {
+        tonic::Request::new(RaftMessage {
+            payload: b"{not json".to_vec(),
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        svc.vote(garbage()).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        svc.append_entries(garbage()).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        svc.install_snapshot(garbage()).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+
+    let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 9), None);
+    let msg = || {
+        tonic::Request::new(RaftMessage {
+            payload: serde_json::to_vec(&vote).unwrap(),
+            ..Default::default()
+        })
+    };
+    // A live node answers with openraft's result (here: a stale term, refused).
+    let answer = svc.vote(msg()).await.unwrap().into_inner();
+    let res: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
+        serde_json::from_slice(&answer.payload).unwrap();
+    assert!(!res.unwrap().vote_granted);
+
+    g.replicas[0].kill().await;
+    assert_eq!(
+        svc.vote(msg()).await.unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_peer_is_reported_as_unreachable() {
+    use openraft::RaftNetworkFactory as _;
+    use openraft::network::{RPCOption, RaftNetwork as _};
+
+    // A loopback port nobody listens on any more.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut net = crate::network::Network::new(Duration::from_millis(500));
+    let mut client = net.new_client(2, &crate::BasicNode::new(addr)).await;
+    let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 1), None);
+    let err = client
+        .vote(vote, RPCOption::new(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, openraft::error::RPCError::Unreachable(_)),
+        "{err:?}"
+    );
+
+    let mut bad = net.new_client(3, &crate::BasicNode::new("not a uri")).await;
+    let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 1), None);
+    let err = bad
+        .vote(vote, RPCOption::new(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, openraft::error::RPCError::Unreachable(_)),
+        "{err:?}"
+    );
+}
