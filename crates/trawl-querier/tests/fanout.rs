@@ -684,3 +684,170 @@ async fn targets_are_proxied_to_a_coordinator_replica() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["errorType"], "unavailable");
 }
+
+/// A Store that accepts the call and never answers.
+#[derive(Clone)]
+struct HangingStore;
+
+#[tonic::async_trait]
+impl v1::store_server::Store for HangingStore {
+    type SelectStream = SelectStream;
+
+    async fn select(
+        &self,
+        _: tonic::Request<v1::SelectRequest>,
+    ) -> Result<Response<SelectStream>, Status> {
+        std::future::pending().await
+    }
+    async fn label_names(
+        &self,
+        _: tonic::Request<v1::LabelNamesRequest>,
+    ) -> Result<Response<v1::LabelNamesResponse>, Status> {
+        std::future::pending().await
+    }
+    async fn label_values(
+        &self,
+        _: tonic::Request<v1::LabelValuesRequest>,
+    ) -> Result<Response<v1::LabelValuesResponse>, Status> {
+        std::future::pending().await
+    }
+    async fn write(
+        &self,
+        _: tonic::Request<v1::WriteRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_never_answers_times_out_into_a_warning() {
+    let c = cluster(2, 1).await;
+    c.publish(1, &[]).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hang_addr = l.local_addr().expect("addr").to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(v1::store_server::StoreServer::new(HangingStore))
+            .serve_with_incoming(TcpListenerStream::new(l)),
+    );
+    c.coordinator
+        .0
+        .lock()
+        .expect("lock")
+        .workers
+        .push(worker("w9", &hang_addr, true));
+    let membership = Arc::new(Membership::default());
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", c.coordinator_addr))
+        .expect("endpoint")
+        .connect_lazy();
+    membership
+        .poll_once(
+            &[ch],
+            std::slice::from_ref(&c.coordinator_addr),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("cluster state");
+    let fanout = Arc::new(FanOut::new(
+        membership,
+        tokio::runtime::Handle::current(),
+        FanOutOptions {
+            shard_timeout: Duration::from_millis(300),
+            partial_response: true,
+        },
+        Arc::new(Metrics::default()),
+    ));
+    let q = trawl_querier::router(
+        fanout.clone(),
+        Default::default(),
+        Arc::new(Default::default()),
+        4,
+    );
+    let uri = format!(
+        "/api/v1/query?query={}&time={}",
+        enc("count(http_requests_total)"),
+        (T0 + 150 * STEP) / 1000
+    );
+    let (status, v) = get(&q, &uri).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["warnings"][0],
+        format!("partial response: shard w9 ({hang_addr}) unavailable: timed out after 300ms")
+    );
+    // The two real shards still answered everything.
+    assert_eq!(v["data"]["result"][0]["value"][1], "10", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_replica_scrapes_answer_as_one_replica() {
+    // R=2: replica B scrapes every target 5 ms after replica A, with other values; A's
+    // scrape at step 50 failed (staleness marker) while B's succeeded.
+    let a = store();
+    let b = store();
+    let reference = store();
+    for (idx, job) in ["api", "db"].into_iter().enumerate() {
+        for inst in 0..2 {
+            let l = labels(job, inst);
+            let s = samples(idx * 2 + inst);
+            let mut sa = s.clone();
+            let sb: Vec<(i64, f64)> = s.iter().map(|(t, v)| (t + 5, v + 0.25)).collect();
+            let mut want = s.clone();
+            if idx == 0 && inst == 0 {
+                sa[50].1 = STALE_NAN;
+                want[50] = sb[50];
+            }
+            append(&a, &l, &sa);
+            append(&b, &l, &sb);
+            append(&reference, &l, &want);
+        }
+    }
+    let coordinator = FakeCoordinator::default();
+    let coordinator_addr = serve_coordinator(coordinator.clone()).await;
+    let c = Cluster {
+        reference,
+        shards: vec![a, b],
+        coordinator,
+        coordinator_addr,
+    };
+    c.publish(2, &[]).await;
+    let (q, fanout) = c.querier(false).await;
+    let r = c.reference_router();
+    // Evaluation times 7 s off the scrape grid, so no window edge falls between the copies.
+    let off = 7_000;
+    let start = (T0 + 20 * STEP + off) as f64 / 1000.0;
+    let end = (T0 + 200 * STEP + off) as f64 / 1000.0;
+    for expr in [
+        "http_requests_total",
+        "rate(http_requests_total[1m])",
+        "count_over_time(http_requests_total[5m])",
+    ] {
+        let uri = format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step=15",
+            enc(expr)
+        );
+        let (qs, qv) = get(&q, &uri).await;
+        assert_eq!(qs, StatusCode::OK, "{qv}");
+        assert_eq!(qv, get(&r, &uri).await.1, "{expr}");
+    }
+    assert!(fanout.metrics().dedup_samples_dropped.get() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_workers_are_asked_and_used_when_they_answer() {
+    let c = cluster(3, 1).await;
+    c.publish(1, &[]).await;
+    for w in &mut c.coordinator.0.lock().expect("lock").workers {
+        w.state = v1::worker_info::State::Down as i32;
+    }
+    let (q, _) = c.querier(false).await;
+    let uri = format!(
+        "/api/v1/query?query={}&time={}",
+        enc("count(http_requests_total)"),
+        (T0 + 150 * STEP) / 1000
+    );
+    let (status, v) = get(&q, &uri).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "10", "{v}");
+}
