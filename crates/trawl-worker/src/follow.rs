@@ -73,10 +73,7 @@ impl JobConfigs {
     /// The configurations of `jobs` by job name, parsing those not cached; forgets cached
     /// configurations no longer referenced. Jobs that fail to parse are left out and
     /// returned as `(job, error)`.
-    pub fn update(
-        &mut self,
-        jobs: &[ScrapeJob],
-    ) -> (JobsByName, Vec<(String, String)>) {
+    pub fn update(&mut self, jobs: &[ScrapeJob]) -> (JobsByName, Vec<(String, String)>) {
         let mut out = HashMap::with_capacity(jobs.len());
         let mut errors = Vec::new();
         let mut keep = HashSet::with_capacity(jobs.len());
@@ -148,11 +145,7 @@ fn key_of(t: &trawl_proto::v1::AssignedTarget) -> TargetKey {
 }
 
 /// Reconciles `new` against `held` with the parsed `jobs` of `new`.
-pub fn reconcile(
-    held: Option<&Assignment>,
-    new: &Assignment,
-    jobs: &JobsByName,
-) -> Reconciled {
+pub fn reconcile(held: Option<&Assignment>, new: &Assignment, jobs: &JobsByName) -> Reconciled {
     let mut r = Reconciled::default();
     let mut kept: HashSet<TargetKey> = HashSet::with_capacity(new.targets.len());
     for at in &new.targets {
