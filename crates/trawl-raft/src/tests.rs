@@ -1,6 +1,9 @@
 //! Groups of real replicas on loopback: each replica's `trawl.v1.Raft` service on its own
 //! tonic server bound to 127.0.0.1:0, timings as in production.
 
+// Proto messages end in `..Default::default()` even where every field is set today.
+#![allow(clippy::needless_update)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
