@@ -19,6 +19,8 @@
 //!   target set at once, and the leader waits until discovery reported every job (or a
 //!   patience period passed) before proposing a target set, so a restart cannot wipe the
 //!   assignment with an empty one.
+//! - With `--raft.peers` the state is replicated by `trawl_raft::RaftNode` (Raft traffic on
+//!   the same gRPC port); without it by `trawl_raft::Local`, persisted in `--data.path`.
 //! - Failure detection is leader soft state; a new leader grants every worker a full
 //!   `--cluster.heartbeat-timeout` before marking it down.
 
@@ -66,9 +68,6 @@ pub enum CoordinatorError {
     /// A flag value is invalid.
     #[error("invalid flag: {0}")]
     Flag(String),
-    /// A requested feature is not available in this build.
-    #[error("unsupported: {0}")]
-    Unsupported(String),
     /// A server failed while running.
     #[error("server: {0}")]
     Serve(String),
@@ -236,6 +235,7 @@ impl CoordinatorArgs {
         let web_addr: SocketAddr = web_listener.local_addr()?;
         let grpc_addr: SocketAddr = grpc_listener.local_addr()?;
 
+        let mut raft: Option<Arc<trawl_raft::RaftNode<ClusterState>>> = None;
         let replicator: SharedReplicator<ClusterState> = match &self.raft_peers {
             None => {
                 let dir = self.data_path.clone();
@@ -256,11 +256,20 @@ impl CoordinatorArgs {
                         self.raft_id
                     )));
                 }
-                return Err(CoordinatorError::Unsupported(
-                    "--raft.peers: replicated coordinators need trawl_raft::RaftNode, which this build does not have yet; run one replica without --raft.peers".into(),
-                ));
+                let cfg = trawl_raft::RaftConfig::new(
+                    self.raft_id,
+                    peers.into_iter().collect(),
+                    self.data_path.clone(),
+                );
+                let node = Arc::new(
+                    trawl_raft::RaftNode::start(cfg, ClusterState::new(self.replication_factor))
+                        .await?,
+                );
+                raft = Some(node.clone());
+                node
             }
         };
+        let raft_service = raft.as_ref().map(|n| n.grpc_service());
 
         let desired = Desired::new(self.config_file.clone(), config, raw);
         let rx = desired.start_discovery(leader::DISCOVERY_UPDATE_EVERY);
@@ -286,6 +295,7 @@ impl CoordinatorArgs {
         let grpc = tokio::spawn(async move {
             let r = tonic::transport::Server::builder()
                 .add_service(svc.into_server())
+                .add_optional_service(raft_service)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                     grpc_stop,
@@ -338,6 +348,7 @@ impl CoordinatorArgs {
             stop: stop_tx,
             servers: vec![leader_loop, grpc, web],
             tasks,
+            raft,
         })
     }
 }
@@ -354,6 +365,7 @@ pub struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    raft: Option<Arc<trawl_raft::RaftNode<ClusterState>>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -375,6 +387,9 @@ impl Running {
         let _ = self.stop.send(true);
         for s in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        if let Some(r) = self.raft {
+            r.shutdown().await;
         }
     }
 }

@@ -294,10 +294,144 @@ async fn the_state_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn peers_without_raft_node_are_refused_clearly() {
+async fn peers_must_name_this_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = args(dir.path(), "1s");
+    a.raft_id = 4;
     a.raft_peers = Some("1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3".into());
-    let e = a.start().await.expect_err("no RaftNode yet");
-    assert!(e.to_string().contains("raft.peers"), "{e}");
+    let e = a.start().await.expect_err("id not in peers");
+    assert!(e.to_string().contains("raft.id 4"), "{e}");
+    let mut a = args(dir.path(), "1s");
+    a.raft_peers = Some("1=127.0.0.1:1,1=127.0.0.1:2".into());
+    let e = a.start().await.expect_err("duplicate id");
+    assert!(e.to_string().contains("duplicate"), "{e}");
+}
+
+/// Free loopback ports: bound to port 0, read, released (the replicas must know each
+/// other's addresses before any of them binds).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+async fn leader_of(clients: &mut [CoordinatorClient<Channel>]) -> Option<u64> {
+    for c in clients.iter_mut() {
+        if let Ok(r) = c.get_cluster(v1::GetClusterRequest::default()).await
+            && let Some(l) = r.into_inner().replicas.iter().find(|r| r.leader)
+        {
+            return Some(l.id);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_forward_writes_and_fail_over_without_moving_targets() {
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let ports = free_ports(3);
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let mut replicas = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut a = args(d.path(), "5s");
+        a.raft_id = i as u64 + 1;
+        a.raft_peers = Some(peers.join(","));
+        a.grpc_listen_address = format!("127.0.0.1:{}", ports[i]);
+        replicas.push(Some(a.start().await.expect("start replica")));
+    }
+    let mut clients = Vec::new();
+    for p in &ports {
+        clients.push(
+            CoordinatorClient::connect(format!("http://127.0.0.1:{p}"))
+                .await
+                .expect("connect"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if let Some(l) = leader_of(&mut clients).await {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Register through a follower: the write is forwarded to the leader.
+    let follower = (0..3)
+        .find(|i| *i as u64 + 1 != leader)
+        .expect("a follower");
+    let w1 = fake_worker(clients[follower].clone(), "w1").await;
+    wait_for("w1 owning everything", || owned(&w1) == TARGETS).await;
+    let before = roles(&w1);
+
+    // Every replica serves the same assignment from its own state.
+    for c in clients.iter_mut() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut s = c
+                .watch_assignment(v1::WatchAssignmentRequest {
+                    worker_id: "w1".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("watch")
+                .into_inner();
+            let a = s.message().await.expect("message").expect("snapshot");
+            let got: BTreeMap<u64, i32> =
+                a.targets.iter().map(|t| (t.target_hash, t.role)).collect();
+            if got == before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica never caught up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // The leader stops; a new one is elected and the assignment stays as it was.
+    let old = replicas[leader as usize - 1]
+        .take()
+        .expect("leader running");
+    old.stop().await;
+    let mut rest: Vec<CoordinatorClient<Channel>> = (0..3)
+        .filter(|i| *i as u64 + 1 != leader)
+        .map(|i| clients[i].clone())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_leader = loop {
+        if let Some(l) = leader_of(&mut rest).await
+            && l != leader
+        {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(new_leader, leader);
+    // w1 keeps heartbeating through the follower it used (if that one still runs, it forwards).
+    let mut c = clients[new_leader as usize - 1].clone();
+    let c2 = c.clone();
+    let w1b = fake_worker(c2, "w1").await;
+    wait_for("w1's assignment after failover", || !roles(&w1b).is_empty()).await;
+    assert_eq!(roles(&w1b), before, "a failover alone moves nothing");
+    let cluster = c
+        .get_cluster(v1::GetClusterRequest::default())
+        .await
+        .expect("cluster")
+        .into_inner();
+    assert_eq!(cluster.workers.len(), 1);
+    assert_eq!(cluster.workers[0].state, v1::worker_info::State::Up as i32);
+    w1.alive.store(false, Ordering::Relaxed);
+    w1b.alive.store(false, Ordering::Relaxed);
+    for r in replicas.into_iter().flatten() {
+        r.stop().await;
+    }
 }
