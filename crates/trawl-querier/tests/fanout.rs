@@ -851,3 +851,89 @@ async fn down_workers_are_asked_and_used_when_they_answer() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["result"][0]["value"][1], "10", "{v}");
 }
+
+fn write_body(name: &str, n: usize, t: i64) -> Vec<u8> {
+    let timeseries = (0..n)
+        .map(|i| trawl_remote::proto::TimeSeries {
+            labels: vec![
+                trawl_remote::proto::Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                },
+                trawl_remote::proto::Label {
+                    name: "i".into(),
+                    value: i.to_string(),
+                },
+            ],
+            samples: vec![trawl_remote::proto::Sample {
+                value: i as f64,
+                timestamp: t,
+            }],
+            exemplars: vec![],
+        })
+        .collect();
+    trawl_remote::write::encode_write_request(&trawl_remote::proto::WriteRequest {
+        timeseries,
+        metadata: vec![],
+    })
+}
+
+async fn post_write(q: &axum::Router, body: Vec<u8>) -> (StatusCode, String) {
+    let resp = q
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/write")
+                .header("content-type", "application/x-protobuf")
+                .body(Body::from(body))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = resp.status();
+    let b = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_answers_as_prometheus() {
+    let c = cluster(2, 1).await;
+    c.publish(1, &[]).await;
+    let (q, fanout) = c.querier(true).await;
+    assert_eq!(
+        post_write(&q, write_body("w", 10, T0)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // The same series again with older samples: refused by the store, not retriable.
+    let (status, text) = post_write(&q, write_body("w", 10, T0 - 60_000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(text, "out of order sample\n");
+    // Remote write 2.0 is not accepted.
+    let resp = q
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/write")
+                .header(
+                    "content-type",
+                    "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                )
+                .body(Body::from(write_body("w", 1, T0)))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(fanout.metrics().write_requests.get(), 3);
+    assert_eq!(fanout.metrics().write_failures.get(), 2);
+
+    // A worker that is up but unreachable: the sender should retry.
+    c.coordinator
+        .0
+        .lock()
+        .expect("lock")
+        .workers
+        .push(worker("w9", &dead_address(), true));
+    let (q, _) = c.querier(true).await;
+    let (status, text) = post_write(&q, write_body("x", 30, T0)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.starts_with("worker w9 (127.0.0.1:"), "{text}");
+}
