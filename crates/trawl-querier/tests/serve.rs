@@ -195,12 +195,26 @@ async fn serve_logs_addresses_answers_and_stops() {
             .add_service(v1::store_server::StoreServer::new(Store(storage)))
             .serve_with_incoming(TcpListenerStream::new(sl)),
     );
+    // w2 is gone (nothing listens there): answers are partial, with a warning on both APIs.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
     let state = v1::ClusterState {
-        workers: vec![v1::WorkerInfo {
-            id: "w1".into(),
-            grpc_address: store_addr,
-            ..Default::default()
-        }],
+        workers: vec![
+            v1::WorkerInfo {
+                id: "w1".into(),
+                grpc_address: store_addr,
+                ..Default::default()
+            },
+            v1::WorkerInfo {
+                id: "w2".into(),
+                grpc_address: dead.clone(),
+                state: v1::worker_info::State::Down as i32,
+                ..Default::default()
+            },
+        ],
         replication_factor: 1,
         ..Default::default()
     };
@@ -267,6 +281,9 @@ async fn serve_logs_addresses_answers_and_stops() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
     assert_eq!(v["data"]["result"][0]["value"][1], "1", "{v}");
+    let want = format!("partial response: shard w2 ({dead}) unavailable: ");
+    let w = v["warnings"][0].as_str().expect("warning");
+    assert!(w.starts_with(&want), "{w}");
 
     let mut client = trawl_query::Client::connect(&grpc).await.expect("grpc");
     let a = client
@@ -275,6 +292,8 @@ async fn serve_logs_addresses_answers_and_stops() {
         .expect("instant");
     let j = trawl_query::json::answer_json(&a);
     assert!(j.contains("\"1\""), "{j}");
+    assert_eq!(a.result.annotations.warnings.len(), 1, "{j}");
+    assert!(a.result.annotations.warnings[0].starts_with(&want), "{j}");
 
     let metrics = http
         .get(format!("http://{web}/metrics"))
@@ -284,7 +303,12 @@ async fn serve_logs_addresses_answers_and_stops() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("trawl_querier_workers 1"), "{metrics}");
+    assert!(metrics.contains("trawl_querier_workers 2"), "{metrics}");
+    assert!(metrics.contains("trawl_querier_workers_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("trawl_querier_partial_responses_total 2"),
+        "{metrics}"
+    );
 
     stop_tx.send(()).expect("stop");
     let r = tokio::time::timeout(Duration::from_secs(20), server)
