@@ -37,10 +37,13 @@
 //!   `fsync`ed). On start a torn final record is dropped; damage before the end fails the
 //!   start, since it would lose acknowledged entries.
 //! - `vote.json`: the vote, temporary file + `fsync` + rename + directory `fsync`.
+//! - `committed.json`: the last committed log id, renamed into place without `fsync` (any
+//!   surviving value was committed; it only lets a restarted replica apply its log at once).
 //! - `snapshot.bin`: `[u32 meta len][SnapshotMeta json][S::snapshot()]`, written the same way
 //!   every `snapshot_every` applied entries and when a snapshot is installed from the leader.
 //!   The state machine itself lives in memory: a restart restores the snapshot and openraft
-//!   re-applies the committed entries after it, so apply never waits on the disk.
+//!   re-applies the log entries after it up to the saved committed id (the rest once the
+//!   leader is heard from), so apply never waits on the disk.
 //!
 //! No RocksDB: the log is small (purged after each snapshot), written sequentially and read
 //! back only at start, so a plain file with checksummed records does the job, keeps the

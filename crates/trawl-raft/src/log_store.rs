@@ -9,6 +9,10 @@
 //!   `raft.log.tmp`, `fsync`s it and renames it over `raft.log`, so a crash leaves the old or
 //!   the new log, never a mix.
 //! - `vote.json`: the vote, written to a temporary file, `fsync`ed and renamed.
+//! - `committed.json`: the last known committed log id, renamed into place *without* `fsync`:
+//!   any value that survives was committed, so an old or missing one only means a restarted
+//!   replica re-applies less before it hears from the leader; it lets a replica serve its
+//!   committed state right after a restart instead of only its snapshot.
 //!
 //! Recovery: a final record cut short (or whose checksum fails and that ends the file: a torn
 //! append) is dropped and the file is cut back to the last whole record; a bad record followed
@@ -36,6 +40,7 @@ use crate::TypeConfig;
 
 pub(crate) const LOG_FILE: &str = "raft.log";
 pub(crate) const VOTE_FILE: &str = "vote.json";
+pub(crate) const COMMITTED_FILE: &str = "committed.json";
 const HEADER: usize = 4 + 8;
 
 #[derive(Serialize, Deserialize)]
@@ -274,6 +279,12 @@ impl LogFile {
     }
 }
 
+/// The committed log id saved by the last run; unreadable counts as none (see the module docs).
+fn read_committed(dir: &Path) -> Option<LogId<u64>> {
+    let b = std::fs::read(dir.join(COMMITTED_FILE)).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
 pub(crate) fn read_vote(dir: &Path) -> io::Result<Option<Vote<u64>>> {
     match std::fs::read(dir.join(VOTE_FILE)) {
         Ok(b) => serde_json::from_slice(&b)
@@ -302,12 +313,16 @@ impl LogStore {
     pub(crate) fn open(dir: &Path) -> io::Result<Self> {
         let log = LogFile::open(dir)?;
         let vote = read_vote(dir)?;
+        // Never beyond the log: a committed id past it would make openraft apply entries
+        // this replica does not hold.
+        let committed =
+            read_committed(dir).filter(|c| log.last_log_id().is_some_and(|l| c.index <= l.index));
         Ok(LogStore {
             dir: dir.to_path_buf(),
             inner: Arc::new(Mutex::new(Inner {
                 log,
                 vote,
-                committed: None,
+                committed,
             })),
         })
     }
@@ -389,10 +404,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
-        // Kept in memory only: after a restart the leader re-announces the commit index, and
-        // the applied state comes back from the snapshot plus the log.
-        self.lock().committed = committed;
-        Ok(())
+        if committed.is_none() || committed == self.lock().committed {
+            return Ok(());
+        }
+        self.blocking(move |g, dir| {
+            let bytes = serde_json::to_vec(&committed).map_err(io::Error::other)?;
+            let tmp = dir.join(format!("{COMMITTED_FILE}.tmp"));
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, dir.join(COMMITTED_FILE))?;
+            g.committed = committed;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -591,6 +615,31 @@ mod tests {
         let log = LogFile::open(dir.path()).unwrap();
         assert!(values(&log).is_empty());
         assert_eq!(log.last_log_id(), Some(all));
+    }
+
+    #[tokio::test]
+    async fn committed_survives_reopen_but_never_beyond_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), None);
+        store
+            .lock()
+            .log
+            .append(vec![entry(1, 1, 10), entry(1, 2, 20)])
+            .unwrap();
+        let c = LogId::new(CommittedLeaderId::new(1, 1), 2);
+        store.save_committed(Some(c)).await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), Some(c));
+        store.lock().log.truncate(2).unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), None);
+
+        std::fs::write(dir.path().join(COMMITTED_FILE), b"{torn").unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), None);
     }
 
     #[tokio::test]

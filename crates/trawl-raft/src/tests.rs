@@ -139,6 +139,10 @@ struct Group {
 
 /// Starts `n` replicas at once, ids 1..=n.
 async fn group(n: u64, snapshot_every: u64) -> Group {
+    group_with(n, snapshot_every, |_| {}).await
+}
+
+async fn group_with(n: u64, snapshot_every: u64, tweak: impl Fn(&mut RaftConfig)) -> Group {
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
     for id in 1..=n {
@@ -150,6 +154,7 @@ async fn group(n: u64, snapshot_every: u64) -> Group {
     let starts = (1..=n).zip(&dirs).map(|(id, d)| {
         let mut cfg = RaftConfig::new(id, peers.clone(), d.path().join("raft"));
         cfg.snapshot_every = snapshot_every;
+        tweak(&mut cfg);
         async move {
             let node = RaftNode::start(cfg.clone(), Seq::default()).await.unwrap();
             (cfg, node)
@@ -525,4 +530,65 @@ async fn an_unreachable_peer_is_reported_as_unreachable() {
         matches!(err, openraft::error::RPCError::Unreachable(_)),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_a_proposal_fails_instead_of_hanging() {
+    let mut g = group_with(3, 1000, |c| c.propose_timeout = Duration::from_secs(1)).await;
+    let leader = g.agreed_leader().await;
+    g.propose(1).await;
+    for i in 0..3 {
+        if i != leader {
+            g.replicas[i].kill().await;
+        }
+    }
+    let lone = |r: &Replica| match r.state() {
+        s if s == [1] => {}
+        s => panic!("nothing commits without a majority, yet the state is {s:?}"),
+    };
+    match g.replicas[leader].node.propose(2).await {
+        Err(ReplicaError::Unavailable(_)) | Err(ReplicaError::NotLeader { .. }) => {}
+        other => panic!("a leader without followers answered {other:?}"),
+    }
+    lone(&g.replicas[leader]);
+
+    // Restarted alone, it applies what it knows was committed without hearing from anyone.
+    g.replicas[leader].kill().await;
+    g.replicas[leader].restart().await;
+    lone(&g.replicas[leader]);
+    match g.replicas[leader].node.propose(3).await {
+        Err(ReplicaError::Unavailable(_)) | Err(ReplicaError::NotLeader { .. }) => {}
+        other => panic!("a lone replica of three answered {other:?}"),
+    }
+    lone(&g.replicas[leader]);
+    g.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_group_restarts_from_its_data_dirs() {
+    let mut g = group(3, 7).await;
+    g.agreed_leader().await;
+    let mut want: Vec<u64> = (1..=20).collect();
+    for v in &want {
+        g.propose(*v).await;
+    }
+    g.converged(&want).await;
+    for r in &mut g.replicas {
+        r.kill().await;
+    }
+    let restarts = g
+        .replicas
+        .iter()
+        .map(|r| RaftNode::start(r.cfg.clone(), Seq::default()));
+    let nodes = futures_util::future::join_all(restarts).await;
+    for (r, node) in g.replicas.iter_mut().zip(nodes) {
+        r.node = Arc::new(node.unwrap());
+        r.serve_again().await;
+    }
+    g.agreed_leader().await;
+    g.converged(&want).await;
+    want.push(21);
+    g.propose(21).await;
+    g.converged(&want).await;
+    g.shutdown().await;
 }
