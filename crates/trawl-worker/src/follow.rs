@@ -34,6 +34,9 @@ use trawl_storage::Storage;
 
 use crate::WorkerError;
 
+/// How long applying an assignment waits for the loops of dropped targets to finish.
+pub const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// File (in the data directory) holding the last applied assignment.
 pub const ASSIGNMENT_FILE: &str = "assignment.pb";
 
@@ -454,11 +457,20 @@ impl Follower {
     }
 
     /// Applies `a` if its epoch is newer than the held one and persists it. Returns whether
-    /// it was applied.
+    /// it was applied. When it returns, the loops of dropped targets have finished (their
+    /// staleness markers, where due, are written), or [`STOP_WAIT`] passed.
     pub async fn apply(&self, a: Assignment) -> bool {
-        let Some(bytes) = self.apply_inner(a) else {
+        let Some((bytes, stopped)) = self.apply_inner(a) else {
             return false;
         };
+        let all = async {
+            for h in stopped {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
+            tracing::warn!("dropped scrape loops still stopping; continuing");
+        }
         let dir = self.opts.data_dir.clone();
         let r =
             tokio::task::spawn_blocking(move || write_atomic(&dir, ASSIGNMENT_FILE, &bytes)).await;
@@ -474,8 +486,9 @@ impl Follower {
         true
     }
 
-    /// Applies `a` to the scrape manager; returns its encoding to persist when applied.
-    fn apply_inner(&self, a: Assignment) -> Option<Vec<u8>> {
+    /// Applies `a` to the scrape manager; when applied, returns its encoding to persist and
+    /// the handles of the loops it stopped.
+    fn apply_inner(&self, a: Assignment) -> Option<(Vec<u8>, Vec<tokio::task::JoinHandle<()>>)> {
         let mut held = lock(&self.held);
         let held_epoch = held.assignment.as_ref().and_then(|h| h.epoch);
         if held.assignment.is_some() && !should_apply(held_epoch.as_ref(), a.epoch.as_ref()) {
@@ -497,8 +510,8 @@ impl Follower {
         }
         let n = r.targets.len();
         let moved = r.moved;
-        // Stopped loops finish on their own (writing staleness markers unless moved).
-        let _ = lock(&self.scrape).sync_moved(r.targets, |t| moved.contains(&t.key()));
+        // Dropped targets write staleness markers unless they moved; `apply` awaits them.
+        let stopped = lock(&self.scrape).sync_moved(r.targets, |t| moved.contains(&t.key()));
         let epoch = a.epoch.map(|e| e.epoch).unwrap_or(0);
         held.pending = r.incoming;
         held.roles = r.roles;
@@ -513,7 +526,7 @@ impl Follower {
             moved = moved.len(),
             "applied assignment"
         );
-        Some(bytes)
+        Some((bytes, stopped))
     }
 
     /// Stops every scrape loop without staleness markers (the series continue after a

@@ -51,6 +51,8 @@ struct FakeCoordinator {
     /// Flipped to end every watch stream, so the server can shut down.
     kill: watch::Receiver<bool>,
     rec: Arc<Mutex<Recorded>>,
+    /// Answer every call with UNAVAILABLE, as a replica that is not the leader may.
+    refuse: bool,
 }
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<v1::Assignment, Status>> + Send>>;
@@ -62,6 +64,9 @@ impl Coordinator for FakeCoordinator {
         req: Request<v1::RegisterRequest>,
     ) -> Result<Response<v1::RegisterResponse>, Status> {
         self.rec.lock().unwrap().registers.push(req.into_inner());
+        if self.refuse {
+            return Err(Status::unavailable("not leader"));
+        }
         Ok(Response::new(v1::RegisterResponse {
             epoch: self.assignment.borrow().as_ref().and_then(|a| a.epoch),
             heartbeat_interval_ms: 200,
@@ -138,6 +143,10 @@ struct RunningCoordinator {
 }
 
 async fn start_coordinator(first: Option<v1::Assignment>) -> RunningCoordinator {
+    start_coordinator_with(first, false).await
+}
+
+async fn start_coordinator_with(first: Option<v1::Assignment>, refuse: bool) -> RunningCoordinator {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (assignment, _) = watch::channel(first);
@@ -147,6 +156,7 @@ async fn start_coordinator(first: Option<v1::Assignment>) -> RunningCoordinator 
         assignment: assignment.clone(),
         kill: kill_rx.clone(),
         rec: rec.clone(),
+        refuse,
     };
     let mut stop = kill_rx;
     let task = tokio::spawn(async move {
@@ -194,35 +204,60 @@ async fn start_exporter() -> SocketAddr {
 }
 
 fn assignment(epoch: u64, exporter: SocketAddr, role: Role) -> (v1::Assignment, u64) {
+    let instance = exporter.to_string();
+    let (a, hashes) = assignment_of(epoch, exporter, &[(instance.as_str(), role)]);
+    (a, hashes[0])
+}
+
+/// An assignment of targets on `exporter`, told apart by their `instance` label.
+fn assignment_of(
+    epoch: u64,
+    exporter: SocketAddr,
+    targets: &[(&str, Role)],
+) -> (v1::Assignment, Vec<u64>) {
     let yaml = "scrape_configs:\n  - job_name: exp\n    scrape_interval: 250ms\n    scrape_timeout: 200ms\n";
     let addr = exporter.to_string();
-    let labels = Labels::from_pairs([
-        ("__address__", addr.as_str()),
-        ("__metrics_path__", "/metrics"),
-        ("__scheme__", "http"),
-        ("instance", addr.as_str()),
-        ("job", "exp"),
-    ]);
-    let hash = labels.stable_hash();
+    let mut hashes = Vec::new();
+    let targets = targets
+        .iter()
+        .map(|(instance, role)| {
+            let labels = Labels::from_pairs([
+                ("__address__", addr.as_str()),
+                ("__metrics_path__", "/metrics"),
+                ("__scheme__", "http"),
+                ("instance", instance),
+                ("job", "exp"),
+            ]);
+            hashes.push(labels.stable_hash());
+            v1::AssignedTarget {
+                target_hash: labels.stable_hash(),
+                labels: trawl_proto::labels_to_proto(&labels),
+                discovered_labels: trawl_proto::labels_to_proto(&Labels::from_pairs([(
+                    "__address__",
+                    addr.as_str(),
+                )])),
+                job_name: "exp".into(),
+                role: *role as i32,
+                ..Default::default()
+            }
+        })
+        .collect();
     let a = v1::Assignment {
-        epoch: Some(v1::Epoch { epoch, term: 1 }),
+        epoch: Some(v1::Epoch {
+            epoch,
+            term: 1,
+            ..Default::default()
+        }),
         jobs: vec![v1::ScrapeJob {
             job_name: "exp".into(),
             config_hash: 1,
             scrape_config_yaml: yaml.into(),
+            ..Default::default()
         }],
-        targets: vec![v1::AssignedTarget {
-            target_hash: hash,
-            labels: trawl_proto::labels_to_proto(&labels),
-            discovered_labels: trawl_proto::labels_to_proto(&Labels::from_pairs([(
-                "__address__",
-                addr.as_str(),
-            )])),
-            job_name: "exp".into(),
-            role: role as i32,
-        }],
+        targets,
+        ..Default::default()
     };
-    (a, hash)
+    (a, hashes)
 }
 
 fn args(coordinator: &str, dir: &std::path::Path) -> WorkerArgs {
@@ -519,4 +554,125 @@ async fn store_api_over_loopback_round_trips_written_samples() {
     drop(c);
     let _ = stop.send(true);
     server.await.unwrap().unwrap();
+}
+
+/// Bits of the newest sample of `up{instance=...}` in `storage`.
+fn last_up_bits(storage: &dyn trawl_storage::Storage, instance: &str) -> Option<u64> {
+    use trawl_model::{MatchOp, Matcher};
+    let q = storage.querier().unwrap();
+    let ms = [
+        Matcher::new(MatchOp::Equal, "__name__", "up").unwrap(),
+        Matcher::new(MatchOp::Equal, "instance", instance).unwrap(),
+    ];
+    let set = q.select(&ms, 0, i64::MAX, &Default::default()).unwrap();
+    let mut last = None;
+    for s in set {
+        for smp in s.unwrap().samples() {
+            last = Some(smp.unwrap().v.to_bits());
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_targets_get_staleness_markers_unless_they_were_outgoing() {
+    let exporter = start_exporter().await;
+    let storage: Arc<dyn trawl_storage::Storage> =
+        Arc::new(trawl_storage::mem::MemStorage::new(Default::default()));
+    let scrape = trawl_scrape::ScrapeManager::new(storage.clone(), Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = trawl_worker::Follower::new(
+        trawl_worker::FollowOptions::new(
+            Vec::new(),
+            v1::RegisterRequest::default(),
+            dir.path().to_path_buf(),
+        ),
+        storage.clone(),
+        scrape,
+    );
+    let (a1, _) = assignment_of(
+        1,
+        exporter,
+        &[
+            ("owned", Role::Owner),
+            ("leaving", Role::Outgoing),
+            ("staying", Role::Owner),
+        ],
+    );
+    assert!(f.apply(a1).await);
+    let fr = &f;
+    eventually("all three targets up", move || async move {
+        let ts = fr.targets();
+        (ts.len() == 3
+            && ts
+                .iter()
+                .all(|t| t.state.health == trawl_scrape::Health::Up))
+        .then_some(())
+    })
+    .await;
+    let (a2, _) = assignment_of(2, exporter, &[("staying", Role::Owner)]);
+    assert!(f.apply(a2).await);
+    // `apply` returns after the dropped loops finished, so their last writes are visible.
+    assert_eq!(
+        last_up_bits(storage.as_ref(), "owned"),
+        Some(STALE_NAN_BITS)
+    );
+    assert_eq!(
+        last_up_bits(storage.as_ref(), "leaving"),
+        Some(1.0f64.to_bits()),
+        "a target that moved away gets no staleness marker"
+    );
+    assert_eq!(f.targets().len(), 1);
+    // The persisted assignment is the applied one.
+    let saved = std::fs::read(dir.path().join("assignment.pb")).unwrap();
+    let saved = <v1::Assignment as prost::Message>::decode(saved.as_slice()).unwrap();
+    assert_eq!(saved.epoch.map(|e| e.epoch), Some(2));
+    f.stop_scraping().await;
+    assert_ne!(
+        last_up_bits(storage.as_ref(), "staying"),
+        Some(STALE_NAN_BITS),
+        "shutdown stops without staleness markers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_moves_past_dead_and_refusing_coordinators() {
+    let exporter = start_exporter().await;
+    let (a1, hash) = assignment(1, exporter, Role::Owner);
+    let refusing = start_coordinator_with(Some(a1.clone()), true).await;
+    let live = start_coordinator(Some(a1)).await;
+    // A port nothing listens on: bind, read the port, close.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let list = format!("{dead}, {},{}", refusing.addr, live.addr);
+    let worker = start_worker(args(&list, dir.path()));
+    let l = &live;
+    let reg = eventually("register with the live coordinator", move || async move {
+        registered(l)
+    })
+    .await;
+    assert!(!refusing.rec.lock().unwrap().registers.is_empty());
+    assert_eq!(
+        refusing.rec.lock().unwrap().registers[0].worker_id,
+        reg.worker_id
+    );
+    eventually(
+        "heartbeats reach the live coordinator",
+        move || async move {
+            l.rec
+                .lock()
+                .unwrap()
+                .heartbeats
+                .iter()
+                .any(|h| h.series_per_target.contains_key(&hash))
+                .then_some(())
+        },
+    )
+    .await;
+    worker.stop().await;
+    live.stop().await;
+    refusing.stop().await;
 }
