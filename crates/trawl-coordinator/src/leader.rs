@@ -689,6 +689,29 @@ scrape_configs:
     }
 
     #[test]
+    fn jobs_of_scrape_config_files_get_their_yaml() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("extra.yml"),
+            "scrape_configs:\n  - job_name: extra\n    scrape_interval: 7s\n    static_configs:\n      - targets: ['x:1']\n",
+        )
+        .expect("write");
+        let main = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &main,
+            "scrape_config_files: ['extra.yml']\nscrape_configs:\n  - job_name: main\n",
+        )
+        .expect("write");
+        let (cfg, raw) = load_config(&main).expect("load");
+        let jobs = job_specs(&cfg, &raw);
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["main", "extra"]);
+        let extra = trawl_config::load_str(&jobs[1].yaml, Path::new("extra"), Default::default())
+            .expect("loads");
+        assert_eq!(extra.scrape_configs[0].scrape_interval.to_string(), "7s");
+    }
+
+    #[test]
     fn failure_detector_grants_a_new_leader_a_full_timeout() {
         let mut f = FailureDetector::default();
         f.became_leader(10_000);

@@ -55,16 +55,25 @@ struct FakeWorker {
 
 async fn fake_worker(client: CoordinatorClient<Channel>, id: &str) -> FakeWorker {
     let mut c = client.clone();
-    let r = c
-        .register(v1::RegisterRequest {
-            worker_id: id.into(),
-            grpc_address: format!("127.0.0.1:{}", 7100 + id.len()),
-            web_address: "127.0.0.1:1".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("register")
-        .into_inner();
+    // As a real worker does: retry while the replicas have no leader (an election).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        match c
+            .register(v1::RegisterRequest {
+                worker_id: id.into(),
+                grpc_address: format!("127.0.0.1:{}", 7100 + id.len()),
+                web_address: "127.0.0.1:1".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(r) => break r.into_inner(),
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("register: {e}"),
+        }
+    };
     assert!(
         r.heartbeat_interval_ms >= 200,
         "{}",
@@ -154,8 +163,14 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path).await
+}
+
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.expect("read");
@@ -434,4 +449,54 @@ async fn three_replicas_forward_writes_and_fail_over_without_moving_targets() {
     for r in replicas.into_iter().flatten() {
         r.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_the_targets_and_a_bad_file_keeps_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = args(dir.path(), "10s");
+    let cfg = a.config_file.clone();
+    let running = a.start().await.expect("start");
+    let client = CoordinatorClient::connect(format!("http://{}", running.grpc))
+        .await
+        .expect("connect");
+    let w1 = fake_worker(client, "w1").await;
+    wait_for("w1 owning everything", || owned(&w1) == TARGETS).await;
+
+    std::fs::write(&cfg, "scrape_configs:\n  - job_name: node\n    bogus: 1\n").expect("write");
+    let (status, body) = http(running.web, "POST", "/-/reload").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("prometheus.yml"), "{body}");
+    let (_, metrics) = http_get(running.web, "/metrics").await;
+    assert!(
+        metrics.contains("trawl_config_last_reload_successful 0"),
+        "{metrics}"
+    );
+    assert_eq!(owned(&w1), TARGETS, "the running config stays");
+
+    std::fs::write(
+        &cfg,
+        "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:30001', '127.0.0.1:30002']\n",
+    )
+    .expect("write");
+    let (status, body) = http(running.web, "POST", "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("the new target set", || roles(&w1).len() == 2).await;
+    let a = w1.assignment.borrow().clone().expect("assignment");
+    let addrs: Vec<String> = a
+        .targets
+        .iter()
+        .filter_map(|t| {
+            t.labels
+                .iter()
+                .find(|l| l.name == "__address__")
+                .map(|l| l.value.clone())
+        })
+        .collect();
+    assert_eq!(addrs.len(), 2);
+    assert!(
+        addrs.iter().all(|a| a.starts_with("127.0.0.1:3000")),
+        "{addrs:?}"
+    );
+    running.stop().await;
 }
