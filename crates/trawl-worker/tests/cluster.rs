@@ -43,6 +43,7 @@ struct Recorded {
     registers: Vec<v1::RegisterRequest>,
     heartbeats: Vec<v1::HeartbeatRequest>,
     reports: Vec<u64>,
+    failed_reports: u32,
 }
 
 /// A scripted coordinator: streams whatever `assignment` holds (nothing while `None`).
@@ -53,6 +54,8 @@ struct FakeCoordinator {
     rec: Arc<Mutex<Recorded>>,
     /// Answer every call with UNAVAILABLE, as a replica that is not the leader may.
     refuse: bool,
+    /// ReportScrapes calls to fail before accepting one.
+    report_failures: Arc<std::sync::atomic::AtomicU32>,
 }
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<v1::Assignment, Status>> + Send>>;
@@ -118,6 +121,15 @@ impl Coordinator for FakeCoordinator {
         &self,
         req: Request<v1::ScrapeReport>,
     ) -> Result<Response<v1::ScrapeReportResponse>, Status> {
+        use std::sync::atomic::Ordering;
+        if self
+            .report_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            self.rec.lock().unwrap().failed_reports += 1;
+            return Err(Status::unavailable("leader changing"));
+        }
         self.rec
             .lock()
             .unwrap()
@@ -147,6 +159,15 @@ async fn start_coordinator(first: Option<v1::Assignment>) -> RunningCoordinator 
 }
 
 async fn start_coordinator_with(first: Option<v1::Assignment>, refuse: bool) -> RunningCoordinator {
+    start_coordinator_full(first, refuse, 0).await
+}
+
+async fn start_coordinator_full(
+    first: Option<v1::Assignment>,
+    refuse: bool,
+    report_failures: u32,
+) -> RunningCoordinator {
+    let report_failures = Arc::new(std::sync::atomic::AtomicU32::new(report_failures));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (assignment, _) = watch::channel(first);
@@ -157,6 +178,7 @@ async fn start_coordinator_with(first: Option<v1::Assignment>, refuse: bool) -> 
         kill: kill_rx.clone(),
         rec: rec.clone(),
         refuse,
+        report_failures: report_failures.clone(),
     };
     let mut stop = kill_rx;
     let task = tokio::spawn(async move {
@@ -675,4 +697,29 @@ async fn worker_moves_past_dead_and_refusing_coordinators() {
     worker.stop().await;
     live.stop().await;
     refusing.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_reports_are_retried_and_re_sent_while_still_incoming() {
+    let exporter = start_exporter().await;
+    let (a1, hash) = assignment(1, exporter, Role::Incoming);
+    let coord = start_coordinator_full(Some(a1), false, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = start_worker(args(&coord.addr.to_string(), dir.path()));
+    let c = &coord;
+    eventually("report accepted after two failures", move || async move {
+        let r = c.rec.lock().unwrap();
+        (r.failed_reports == 2 && r.reports.contains(&hash)).then_some(())
+    })
+    .await;
+    // A later epoch that still holds the target INCOMING gets it reported again.
+    let (a2, _) = assignment(2, exporter, Role::Incoming);
+    coord.assignment.send_replace(Some(a2));
+    eventually("report re-sent in epoch 2", move || async move {
+        let r = c.rec.lock().unwrap();
+        (r.reports.iter().filter(|h| **h == hash).count() >= 2).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    coord.stop().await;
 }
