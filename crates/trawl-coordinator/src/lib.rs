@@ -21,6 +21,10 @@
 //!   assignment with an empty one.
 //! - With `--raft.peers` the state is replicated by `trawl_raft::RaftNode` (Raft traffic on
 //!   the same gRPC port); without it by `trawl_raft::Local`, persisted in `--data.path`.
+//! - Files: `--data.path` holds the replicated state only (`state.snapshot` for a single
+//!   replica; `raft.log`, `vote.json`, `snapshot.bin` with `--raft.peers`).
+//! - Every replica must run with the same `--cluster.replication-factor`: placement is
+//!   computed on each replica from the log, and the flag (not the snapshot) decides R.
 //! - Failure detection is leader soft state; a new leader grants every worker a full
 //!   `--cluster.heartbeat-timeout` before marking it down.
 

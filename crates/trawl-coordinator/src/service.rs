@@ -19,7 +19,7 @@ use trawl_proto::v1::coordinator_client::CoordinatorClient;
 use trawl_raft::{ReplicaError, SharedReplicator, read_with};
 
 use crate::leader::{FailureDetector, LeaderCounters, lock, now_ms, propose};
-use crate::state::{ClusterState, Op, Response as SmResponse, Role, WorkerLoad};
+use crate::state::{ClusterState, Op, Response as SmResponse, WorkerLoad};
 
 /// Metadata key set on forwarded calls.
 const FORWARDED: &str = "x-trawl-forwarded";
@@ -378,15 +378,6 @@ impl v1::coordinator_server::Coordinator for CoordinatorService {
         _request: Request<v1::GetClusterRequest>,
     ) -> Result<Response<v1::ClusterState>, Status> {
         Ok(Response::new(self.cluster()))
-    }
-}
-
-/// Role names as the HTTP API shows them.
-pub fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Owner => "owner",
-        Role::Incoming => "incoming",
-        Role::Outgoing => "outgoing",
     }
 }
 
