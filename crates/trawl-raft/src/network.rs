@@ -186,9 +186,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
-/// The `trawl.v1.Raft` gRPC service of one replica; mount it with
-/// `trawl_proto::v1::raft_server::RaftServer::new(node.raft_service())` or take
-/// [`crate::RaftNode::grpc_service`].
+/// The `trawl.v1.Raft` gRPC service of one replica, as [`crate::RaftNode::grpc_service`]
+/// wraps it (with the message limits Raft traffic needs).
 #[derive(Clone)]
 pub struct RaftService {
     pub(crate) raft: Raft<TypeConfig>,
