@@ -458,3 +458,47 @@ proptest! {
         prop_assert_eq!(a.views, b.views);
     }
 }
+
+#[test]
+fn membership_without_targets_is_no_new_epoch() {
+    let mut s = ClusterState::new(1);
+    apply_all(&mut s, [register("w1"), register("w2")]);
+    assert_eq!(s.epoch, 0);
+    apply_all(&mut s, [Op::SetWorkerDown { id: "w2".into() }]);
+    assert_eq!(s.epoch, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn confirming_every_incoming_target_settles_all_handoffs(
+        ops in prop::collection::vec(arb_op(), 0..30),
+        r in 1usize..4,
+    ) {
+        let mut s = ClusterState::new(r);
+        for op in ops {
+            s.apply(&cmd(op));
+        }
+        let incoming: Vec<(String, Vec<u64>)> = s
+            .views
+            .iter()
+            .map(|(w, v)| {
+                let hs = v.iter().filter(|(_, r)| **r == Role::Incoming).map(|(h, _)| *h).collect();
+                (w.clone(), hs)
+            })
+            .collect();
+        for (worker, hashes) in incoming {
+            s.apply(&cmd(Op::ConfirmScrapes { worker, hashes }));
+        }
+        prop_assert_eq!(s.handoffs_pending(), 0);
+        let up = s.up_workers().count();
+        for h in s.targets.keys() {
+            let ws = s.workers_of(*h);
+            prop_assert_eq!(ws.len(), r.min(up), "target {:#x} on {:?}", h, ws);
+            for w in ws {
+                prop_assert_eq!(s.views[&w][h], Role::Owner);
+            }
+        }
+    }
+}
