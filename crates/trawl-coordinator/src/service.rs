@@ -225,6 +225,15 @@ impl CoordinatorService {
                 .await?;
             rejected(resp)?;
         }
+        let held = r.held_epoch.as_ref().map_or(0, |e| e.epoch);
+        if held > self.state(|s| s.epoch) {
+            tracing::warn!(
+                worker = %r.worker_id,
+                held,
+                "worker holds a newer epoch than the coordinator, moving past it"
+            );
+            rejected(self.propose(Op::PassEpoch { held }).await?)?;
+        }
         Ok(v1::HeartbeatResponse {
             current_epoch: Some(self.state(|s| s.epoch_proto())),
             ..Default::default()
@@ -471,6 +480,41 @@ mod tests {
         assert_eq!(c.workers[0].web_address, "w1:2");
         assert_eq!(c.replicas[0].web_address, "127.0.0.1:9091");
         assert!(c.replicas[0].leader);
+    }
+
+    #[tokio::test]
+    async fn a_worker_holding_a_newer_epoch_is_passed() {
+        let r = local();
+        let s = service(r.clone());
+        s.register(register("w1")).await.expect("register");
+        let resp = s
+            .heartbeat(Request::new(v1::HeartbeatRequest {
+                worker_id: "w1".into(),
+                held_epoch: Some(v1::Epoch {
+                    epoch: 57,
+                    term: 9,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("heartbeat")
+            .into_inner();
+        assert_eq!(resp.current_epoch.map(|e| e.epoch), Some(58));
+        // An older held epoch is just a worker catching up.
+        let resp = s
+            .heartbeat(Request::new(v1::HeartbeatRequest {
+                worker_id: "w1".into(),
+                held_epoch: Some(v1::Epoch {
+                    epoch: 3,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("heartbeat")
+            .into_inner();
+        assert_eq!(resp.current_epoch.map(|e| e.epoch), Some(58));
     }
 
     #[tokio::test]

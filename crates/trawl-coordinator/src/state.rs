@@ -112,6 +112,9 @@ pub enum Op {
     },
     /// First successful scrapes of INCOMING targets by `worker`.
     ConfirmScrapes { worker: String, hashes: Vec<u64> },
+    /// A worker holds an epoch newer than the replicated one (the coordinator's data was
+    /// lost): jump past it, so that the worker applies the assignments again.
+    PassEpoch { held: u64 },
     /// A replica that became leader announces its HTTP address (for `GetCluster`).
     SetReplicaWeb { id: u64, web_address: String },
 }
@@ -390,6 +393,7 @@ impl ClusterState {
                 }
                 Ok(false)
             }
+            Op::PassEpoch { .. } => Ok(false),
             Op::SetReplicaWeb { id, web_address } => {
                 self.replica_web.insert(*id, web_address.clone());
                 Ok(false)
@@ -578,6 +582,12 @@ impl trawl_raft::StateMachine for ClusterState {
         self.settle();
         if self.target_view() != before_targets || self.job_view() != before_jobs {
             self.epoch += 1;
+            self.epoch_term = cmd.term;
+        }
+        if let Op::PassEpoch { held } = cmd.op
+            && held >= self.epoch
+        {
+            self.epoch = held.saturating_add(1);
             self.epoch_term = cmd.term;
         }
         Response::Applied {
