@@ -11,7 +11,7 @@ use crate::{QueryError, Value, VecSample};
 
 /// The grouping key. With delayed name removal a to-be-dropped `__name__` still partitions
 /// `by (__name__)` groups (as upstream does); the group inherits the drop flag.
-fn group_labels(l: &Labels, m: Option<&LabelModifier>) -> Labels {
+pub(crate) fn group_labels(l: &Labels, m: Option<&LabelModifier>) -> Labels {
     match m {
         None => Labels::empty(),
         Some(LabelModifier::Include(by)) => Labels::from_sorted(
@@ -30,7 +30,7 @@ fn group_labels(l: &Labels, m: Option<&LabelModifier>) -> Labels {
 
 /// Hash of the grouping key, computed without building it (64-bit hashes identify groups,
 /// as upstream's do).
-fn group_hash(l: &Labels, m: Option<&LabelModifier>) -> u64 {
+pub(crate) fn group_hash(l: &Labels, m: Option<&LabelModifier>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     let keep = |name: &str| match m {
@@ -47,8 +47,24 @@ fn group_hash(l: &Labels, m: Option<&LabelModifier>) -> u64 {
     h.finish()
 }
 
+/// The order `topk` (`top`) or `bottomk` ranks values in: best first, NaN last.
+pub(crate) fn topk_cmp(a: f64, b: f64, top: bool) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => {
+            if top {
+                b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
+            } else {
+                a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal)
+            }
+        }
+    }
+}
+
 /// Converts a `topk`/`limitk` parameter to an integer as Prometheus does.
-fn k_param(v: f64) -> Result<i64, QueryError> {
+pub(crate) fn k_param(v: f64) -> Result<i64, QueryError> {
     if v.is_nan() {
         return Err(QueryError::Eval("Parameter value is NaN".into()));
     }
@@ -205,21 +221,7 @@ pub(crate) fn eval_aggregate(
                 let mut members = g.members.clone();
                 if op != "limitk" {
                     let top = op == "topk";
-                    members.sort_by(|&x, &y| {
-                        let (a, b) = (input[x].v, input[y].v);
-                        match (a.is_nan(), b.is_nan()) {
-                            (true, true) => std::cmp::Ordering::Equal,
-                            (true, false) => std::cmp::Ordering::Greater,
-                            (false, true) => std::cmp::Ordering::Less,
-                            _ => {
-                                if top {
-                                    b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
-                                } else {
-                                    a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal)
-                                }
-                            }
-                        }
-                    });
+                    members.sort_by(|&x, &y| topk_cmp(input[x].v, input[y].v, top));
                 }
                 for &i in members.iter().take(k) {
                     let mut s = input[i].clone();

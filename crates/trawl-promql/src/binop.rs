@@ -30,7 +30,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn parse(s: &str) -> Result<Op, QueryError> {
+    pub(crate) fn parse(s: &str) -> Result<Op, QueryError> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "+" => Op::Add,
             "-" => Op::Sub,
@@ -51,7 +51,7 @@ impl Op {
             other => return Err(QueryError::Eval(format!("operator {other:?} not allowed"))),
         })
     }
-    fn is_comparison(self) -> bool {
+    pub(crate) fn is_comparison(self) -> bool {
         matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
     }
 }
@@ -150,28 +150,47 @@ fn vector_scalar(
     t: i64,
 ) -> Vec<VecSample> {
     let mut out = Vec::with_capacity(v.len());
+    let drops = vector_scalar_drops_name(op, return_bool);
     for mut e in v {
-        let (l, r) = if swap { (s, e.v) } else { (e.v, s) };
-        let (mut val, keep) = scalar_binop(op, l, r);
-        if op.is_comparison() && swap {
-            // The vector element's value is the result even when it is on the right.
-            val = r;
-        }
-        if op.is_comparison() {
-            if return_bool {
-                val = if keep { 1.0 } else { 0.0 };
-                e.drop_name = true;
-            } else if !keep {
-                continue;
-            }
-        } else {
-            e.drop_name = true;
-        }
+        let Some(val) = vector_scalar_elem(op, e.v, s, swap, return_bool) else {
+            continue;
+        };
+        e.drop_name |= drops;
         e.v = val;
         e.t = t;
         out.push(e);
     }
     out
+}
+
+/// One vector element `v` against the scalar `s` (`swap`: the scalar is on the left): the
+/// result, or `None` when a filtering comparison drops the element.
+pub(crate) fn vector_scalar_elem(
+    op: Op,
+    v: f64,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Option<f64> {
+    let (l, r) = if swap { (s, v) } else { (v, s) };
+    let (val, keep) = scalar_binop(op, l, r);
+    if op.is_comparison() {
+        if return_bool {
+            Some(if keep { 1.0 } else { 0.0 })
+        } else if keep {
+            // The vector element's value is the result even when it is on the right.
+            Some(v)
+        } else {
+            None
+        }
+    } else {
+        Some(val)
+    }
+}
+
+/// Whether a vector-scalar operation drops the metric name (all but filtering comparisons).
+pub(crate) fn vector_scalar_drops_name(op: Op, return_bool: bool) -> bool {
+    !op.is_comparison() || return_bool
 }
 
 /// The matching signature of a sample: the `on` labels, or all labels except the

@@ -9,6 +9,7 @@ use promql_parser::parser::{
 };
 use trawl_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
 
+use crate::range::{self, Grid, RangeVec};
 use crate::storage::{Queryable, Series};
 use crate::{QueryError, RangeSeries, Value, VecSample};
 
@@ -49,6 +50,25 @@ impl Annotations {
         let m = format!("PromQL warning: {msg}");
         if !self.warnings.contains(&m) {
             self.warnings.push(m);
+        }
+    }
+    /// Adds a storage warning as given (no PromQL prefix), once.
+    pub(crate) fn storage_warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+    /// Adds `other`'s annotations that are not here yet.
+    pub(crate) fn merge(&mut self, other: Annotations) {
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        for i in other.infos {
+            if !self.infos.contains(&i) {
+                self.infos.push(i);
+            }
         }
     }
     pub(crate) fn info(&mut self, msg: String) {
@@ -226,6 +246,23 @@ impl Engine {
         ev.src = src.map(str::to_owned);
         ev.prefetch(q, expr)?;
         let rewritten = rewrites_labels(expr);
+        if let Some(grid) = Grid::new(start, end, step) {
+            // Whole-range evaluation where the shape allows it; otherwise its supported
+            // sub-expressions are computed for all steps up front and served per step.
+            ev.grid = Some(grid);
+            match range::try_range(&mut ev, expr, &grid)? {
+                Some(rv) => {
+                    if let Some(m) = finish_range(rv, &grid, self.opts.max_samples) {
+                        return Ok(QueryResult {
+                            value: Value::Matrix(m),
+                            annotations: ev.ann,
+                        });
+                    }
+                    // An error the per-step evaluation reports in its own words.
+                }
+                None => ev.precompute(expr, &grid)?,
+            }
+        }
         let mut merged = SeriesMerger::default();
         let mut total = 0usize;
         let mut t = start;
@@ -263,6 +300,57 @@ impl Engine {
             annotations: ev.ann,
         })
     }
+}
+
+/// The range-query matrix of a whole-range result, as the per-step loop would build it:
+/// metric names dropped where flagged, series with equal final labels merged. `None` when
+/// the per-step loop would fail (two series with the same labels at one step, too many
+/// samples), so that it reports the error.
+fn finish_range(rv: RangeVec, grid: &Grid, max_samples: usize) -> Option<Vec<RangeSeries>> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(rv.series.len());
+    let mut members: Vec<Vec<usize>> = Vec::with_capacity(rv.series.len());
+    let mut labels: Vec<Labels> = Vec::with_capacity(rv.series.len());
+    for (s, r) in rv.series.iter().enumerate() {
+        let l = if r.drop_name {
+            r.labels.without(NAME_LABELS)
+        } else {
+            r.labels.clone()
+        };
+        match index.get(&l) {
+            Some(&i) => members[i].push(s),
+            None => {
+                index.insert(l.clone(), labels.len());
+                labels.push(l);
+                members.push(vec![s]);
+            }
+        }
+    }
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(labels.len());
+    for (l, ms) in labels.into_iter().zip(members) {
+        let mut samples = Vec::new();
+        for i in 0..grid.n {
+            let mut here = ms.iter().filter(|&&s| rv.series[s].present[i]);
+            if let Some(&s) = here.next() {
+                // Two series with one label set at one step: a duplicate-labelset error.
+                if here.next().is_some() {
+                    return None;
+                }
+                samples.push(Sample::new(grid.t(i), rv.series[s].vals[i]));
+            }
+        }
+        total += samples.len();
+        if total > max_samples {
+            return None;
+        }
+        out.push(RangeSeries {
+            labels: l,
+            samples,
+            drop_name: false,
+        });
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Some(out)
 }
 
 /// Collects per-step samples into series. Series produced from stored data keep the same
@@ -410,6 +498,10 @@ pub(crate) struct Evaluator<'a> {
     /// Query text, for annotation positions.
     pub src: Option<String>,
     data: HashMap<usize, Vec<Series>>,
+    /// The range query's steps, when evaluating one.
+    pub(crate) grid: Option<Grid>,
+    /// Sub-expressions computed for every step of `grid` up front, by expression address.
+    pre: HashMap<usize, RangeVec>,
     deadline: Instant,
     /// Storage, for lookups not known before evaluation (`info()`).
     pub q: &'a dyn Queryable,
@@ -470,6 +562,8 @@ impl<'a> Evaluator<'a> {
             ann: Annotations::default(),
             src: None,
             data: HashMap::new(),
+            grid: None,
+            pre: HashMap::new(),
             deadline: Instant::now()
                 .checked_add(opts.timeout)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
@@ -525,13 +619,14 @@ impl<'a> Evaluator<'a> {
         self.plan(expr, self.start, self.end, &mut wants);
         for (key, vs, mint, maxt) in wants {
             let sets = to_matchers(vs)?;
+            let mut warnings = Vec::new();
             let mut series = if sets.len() == 1 {
-                q.select(&sets[0], mint, maxt)?
+                q.select_warn(&sets[0], mint, maxt, &mut warnings)?
             } else {
                 // `{a="x" or b="y"}`: union of the alternatives, each series once.
                 let mut by_labels: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
                 for set in sets {
-                    for s in q.select(&set, mint, maxt)? {
+                    for s in q.select_warn(&set, mint, maxt, &mut warnings)? {
                         by_labels.entry(s.labels).or_insert(s.samples);
                     }
                 }
@@ -540,6 +635,9 @@ impl<'a> Evaluator<'a> {
                     .map(|(labels, samples)| Series { labels, samples })
                     .collect()
             };
+            for w in warnings {
+                self.ann.storage_warn(w);
+            }
             // Storage order is label order in Prometheus; `limitk` & co. depend on it.
             if !series.windows(2).all(|w| w[0].labels <= w[1].labels) {
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -618,7 +716,47 @@ impl<'a> Evaluator<'a> {
         self.data.get(&key_of(vs)).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Computes the maximal sub-expressions of `e` that [`range`] supports for every step
+    /// of `grid`, so the per-step evaluation reads them instead of recomputing. Nothing
+    /// under a subquery is precomputed: it is evaluated at the subquery's own times.
+    fn precompute(&mut self, e: &Expr, grid: &Grid) -> Result<(), QueryError> {
+        if value_type(e) == "vector"
+            && let Some(rv) = range::try_range(self, e, grid)?
+        {
+            self.pre.insert(key_of(e), rv);
+            return Ok(());
+        }
+        match e {
+            Expr::Paren(p) => self.precompute(&p.expr, grid),
+            Expr::Unary(u) => self.precompute(&u.expr, grid),
+            Expr::Binary(b) => {
+                self.precompute(&b.lhs, grid)?;
+                self.precompute(&b.rhs, grid)
+            }
+            Expr::Aggregate(a) => {
+                self.precompute(&a.expr, grid)?;
+                match &a.param {
+                    Some(p) => self.precompute(p, grid),
+                    None => Ok(()),
+                }
+            }
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.precompute(a, grid)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn eval(&mut self, e: &Expr, t: i64) -> Result<Value, QueryError> {
+        if !self.pre.is_empty()
+            && let Some(rv) = self.pre.get(&key_of(e))
+            && let Some(i) = self.grid.and_then(|g| g.index(t))
+        {
+            return Ok(Value::Vector(rv.vector_at(i, t)));
+        }
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),

@@ -364,6 +364,147 @@ fn over_time(
     Ok(Value::Vector(out))
 }
 
+/// A function of one window of samples: a range-vector function without scalar arguments.
+pub(crate) type WindowFn = fn(&MatrixVal, &[Sample]) -> Option<f64>;
+
+/// The window function of `name`, and whether its result keeps the metric name. Shared by
+/// the per-step and the whole-range evaluation so both compute identically.
+pub(crate) fn window_fn(name: &str) -> Option<(WindowFn, bool)> {
+    let f: WindowFn = match name {
+        "present_over_time" => |_, s| (!s.is_empty()).then_some(1.0),
+        "count_over_time" => |_, s| Some(s.len() as f64),
+        "sum_over_time" => |_, s| {
+            let (mut sum, mut cc) = (0.0, 0.0);
+            for p in s {
+                (sum, cc) = kahan_inc(p.v, sum, cc);
+            }
+            Some(if sum.is_infinite() { sum } else { sum + cc })
+        },
+        "avg_over_time" => |_, s| {
+            let mut a = Avg::default();
+            for p in s {
+                a.add(p.v);
+            }
+            Some(a.value())
+        },
+        "min_over_time" => |_, s| {
+            Some(s.iter().fold(
+                f64::NAN,
+                |acc, p| if p.v < acc || acc.is_nan() { p.v } else { acc },
+            ))
+        },
+        "max_over_time" => |_, s| {
+            Some(s.iter().fold(
+                f64::NAN,
+                |acc, p| if p.v > acc || acc.is_nan() { p.v } else { acc },
+            ))
+        },
+        "last_over_time" => return Some((|_, s| s.last().map(|p| p.v), true)),
+        "first_over_time" => return Some((|_, s| s.first().map(|p| p.v), true)),
+        "ts_of_last_over_time" => |_, s| s.last().map(|p| p.t as f64 / 1000.0),
+        "ts_of_first_over_time" => |_, s| s.first().map(|p| p.t as f64 / 1000.0),
+        "ts_of_max_over_time" => |_, s| ts_of_extreme(s, true),
+        "ts_of_min_over_time" => |_, s| ts_of_extreme(s, false),
+        "stddev_over_time" => |_, s| Some(variance(s).sqrt()),
+        "stdvar_over_time" => |_, s| Some(variance(s)),
+        "mad_over_time" => |_, s| {
+            let vals: Vec<f64> = s.iter().map(|p| p.v).collect();
+            if vals.iter().any(|v| v.is_nan()) {
+                return Some(f64::NAN);
+            }
+            let med = quantile_of(0.5, vals.clone());
+            Some(quantile_of(
+                0.5,
+                vals.iter().map(|v| (v - med).abs()).collect(),
+            ))
+        },
+        "changes" => |_, s| {
+            let mut n = 0.0;
+            for w in s.windows(2) {
+                let (a, b) = (w[0].v, w[1].v);
+                if !(a == b || (a.is_nan() && b.is_nan())) {
+                    n += 1.0;
+                }
+            }
+            Some(n)
+        },
+        "resets" => |_, s| Some(s.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+        "rate" => |m, s| extrapolated(m, s, true, true),
+        "increase" => |m, s| extrapolated(m, s, true, false),
+        "delta" => |m, s| extrapolated(m, s, false, false),
+        "irate" => |_, s| instant_delta(s, true),
+        "idelta" => |_, s| instant_delta(s, false),
+        "deriv" => |_, s| {
+            if s.len() < 2 {
+                return None;
+            }
+            Some(linear_regression(s, s[0].t).0)
+        },
+        _ => return None,
+    };
+    Some((f, false))
+}
+
+fn ts_of_extreme(s: &[Sample], is_max: bool) -> Option<f64> {
+    let mut best: Option<Sample> = None;
+    for p in s {
+        best = match best {
+            None => Some(*p),
+            Some(b) => {
+                let better = if is_max { p.v >= b.v } else { p.v <= b.v };
+                if better || b.v.is_nan() {
+                    Some(*p)
+                } else {
+                    Some(b)
+                }
+            }
+        };
+    }
+    best.map(|b| b.t as f64 / 1000.0)
+}
+
+fn instant_delta(s: &[Sample], is_rate: bool) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let last = s[s.len() - 1];
+    let prev = s[s.len() - 2];
+    let mut v = if is_rate && last.v < prev.v {
+        last.v
+    } else {
+        last.v - prev.v
+    };
+    let dt = last.t - prev.t;
+    if dt == 0 {
+        return None;
+    }
+    if is_rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+/// The info `rate`/`increase` give for metric names that do not look like counters; `names`
+/// are the metric names of the series that produced a value.
+pub(crate) fn counter_infos<'n>(
+    ann: &mut crate::engine::Annotations,
+    names: impl Iterator<Item = &'n str>,
+    pos: &str,
+) {
+    let mut reported: Vec<&str> = Vec::new();
+    for n in names {
+        let counter_like = ["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|suffix| n.ends_with(suffix));
+        if !n.is_empty() && !counter_like && !reported.contains(&n) {
+            reported.push(n);
+            ann.info(format!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}{pos}"
+            ));
+        }
+    }
+}
+
 fn variance(s: &[Sample]) -> f64 {
     let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for p in s {
@@ -637,6 +778,16 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Valu
         let v = ev.eval_vector(arg(c, 0)?, t)?;
         return Ok(Value::Vector(map_vec(v, t, f)));
     }
+    if let Some((f, keep_name)) = window_fn(name) {
+        let out = over_time(ev, c, t, 0, keep_name, f)?;
+        if let Value::Vector(v) = &out
+            && matches!(name, "rate" | "increase")
+        {
+            let p = ev.pos(arg(c, 0)?);
+            counter_infos(&mut ev.ann, v.iter().map(|s| s.labels.metric_name()), &p);
+        }
+        return Ok(out);
+    }
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
         "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
@@ -737,75 +888,6 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Valu
                 drop_name: false,
             }]))
         }
-        "present_over_time" => over_time(ev, c, t, 0, false, |_, s| (!s.is_empty()).then_some(1.0)),
-        "count_over_time" => over_time(ev, c, t, 0, false, |_, s| Some(s.len() as f64)),
-        "sum_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            let (mut sum, mut cc) = (0.0, 0.0);
-            for p in s {
-                (sum, cc) = kahan_inc(p.v, sum, cc);
-            }
-            Some(if sum.is_infinite() { sum } else { sum + cc })
-        }),
-        "avg_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            let mut a = Avg::default();
-            for p in s {
-                a.add(p.v);
-            }
-            Some(a.value())
-        }),
-        "min_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            Some(s.iter().fold(
-                f64::NAN,
-                |acc, p| if p.v < acc || acc.is_nan() { p.v } else { acc },
-            ))
-        }),
-        "max_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            Some(s.iter().fold(
-                f64::NAN,
-                |acc, p| if p.v > acc || acc.is_nan() { p.v } else { acc },
-            ))
-        }),
-        "last_over_time" => over_time(ev, c, t, 0, true, |_, s| s.last().map(|p| p.v)),
-        "first_over_time" => over_time(ev, c, t, 0, true, |_, s| s.first().map(|p| p.v)),
-        "ts_of_last_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            s.last().map(|p| p.t as f64 / 1000.0)
-        }),
-        "ts_of_first_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            s.first().map(|p| p.t as f64 / 1000.0)
-        }),
-        "ts_of_max_over_time" | "ts_of_min_over_time" => {
-            let is_max = name == "ts_of_max_over_time";
-            over_time(ev, c, t, 0, false, move |_, s| {
-                let mut best: Option<Sample> = None;
-                for p in s {
-                    best = match best {
-                        None => Some(*p),
-                        Some(b) => {
-                            let better = if is_max { p.v >= b.v } else { p.v <= b.v };
-                            if better || b.v.is_nan() {
-                                Some(*p)
-                            } else {
-                                Some(b)
-                            }
-                        }
-                    };
-                }
-                best.map(|b| b.t as f64 / 1000.0)
-            })
-        }
-        "stddev_over_time" => over_time(ev, c, t, 0, false, |_, s| Some(variance(s).sqrt())),
-        "stdvar_over_time" => over_time(ev, c, t, 0, false, |_, s| Some(variance(s))),
-        "mad_over_time" => over_time(ev, c, t, 0, false, |_, s| {
-            let vals: Vec<f64> = s.iter().map(|p| p.v).collect();
-            if vals.iter().any(|v| v.is_nan()) {
-                return Some(f64::NAN);
-            }
-            let med = quantile_of(0.5, vals.clone());
-            Some(quantile_of(
-                0.5,
-                vals.iter().map(|v| (v - med).abs()).collect(),
-            ))
-        }),
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(c, 0)?, t)?;
             if !(0.0..=1.0).contains(&q) {
@@ -819,73 +901,6 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Valu
                 Some(quantile_of(q, s.iter().map(|p| p.v).collect()))
             })
         }
-        "changes" => over_time(ev, c, t, 0, false, |_, s| {
-            let mut n = 0.0;
-            for w in s.windows(2) {
-                let (a, b) = (w[0].v, w[1].v);
-                if !(a == b || (a.is_nan() && b.is_nan())) {
-                    n += 1.0;
-                }
-            }
-            Some(n)
-        }),
-        "resets" => over_time(ev, c, t, 0, false, |_, s| {
-            Some(s.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
-        }),
-        "rate" | "increase" | "delta" => {
-            let is_counter = name != "delta";
-            let is_rate = name == "rate";
-            let out = over_time(ev, c, t, 0, false, move |m, s| {
-                extrapolated(m, s, is_counter, is_rate)
-            })?;
-            if let (true, Value::Vector(v)) = (is_counter, &out) {
-                // Only series that produced a value (two or more samples) are reported.
-                let mut reported: Vec<&str> = Vec::new();
-                for s in v {
-                    let n = s.labels.metric_name();
-                    let counter_like = ["_total", "_sum", "_count", "_bucket"]
-                        .iter()
-                        .any(|suffix| n.ends_with(suffix));
-                    if !n.is_empty() && !counter_like && !reported.contains(&n) {
-                        reported.push(n);
-                        let p = ev.pos(arg(c, 0)?);
-                        ev.ann.info(format!(
-                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}{p}"
-                        ));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        "irate" | "idelta" => {
-            let is_rate = name == "irate";
-            over_time(ev, c, t, 0, false, move |_, s| {
-                if s.len() < 2 {
-                    return None;
-                }
-                let last = s[s.len() - 1];
-                let prev = s[s.len() - 2];
-                let mut v = if is_rate && last.v < prev.v {
-                    last.v
-                } else {
-                    last.v - prev.v
-                };
-                let dt = last.t - prev.t;
-                if dt == 0 {
-                    return None;
-                }
-                if is_rate {
-                    v /= dt as f64 / 1000.0;
-                }
-                Some(v)
-            })
-        }
-        "deriv" => over_time(ev, c, t, 0, false, |_, s| {
-            if s.len() < 2 {
-                return None;
-            }
-            Some(linear_regression(s, s[0].t).0)
-        }),
         "predict_linear" => {
             let d = ev.eval_scalar(arg(c, 1)?, t)?;
             over_time(ev, c, t, 0, false, move |_, s| {
@@ -1246,14 +1261,19 @@ fn eval_info(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value, QueryErr
     select_ms.extend(data_ms.iter().cloned());
     let rt = ref_time(ev, base_expr, t);
     let lb = ev.lookback();
-    let infos: Vec<(Labels, i64)> =
-        ev.q.select(&select_ms, rt - lb + 1, rt)?
-            .into_iter()
-            .filter_map(|s| {
-                let last = s.samples.last().copied()?;
-                (!trawl_model::is_stale_nan(last.v)).then_some((s.labels, last.t))
-            })
-            .collect();
+    let mut warnings = Vec::new();
+    let selected =
+        ev.q.select_warn(&select_ms, rt - lb + 1, rt, &mut warnings)?;
+    for w in warnings {
+        ev.ann.storage_warn(w);
+    }
+    let infos: Vec<(Labels, i64)> = selected
+        .into_iter()
+        .filter_map(|s| {
+            let last = s.samples.last().copied()?;
+            (!trawl_model::is_stale_nan(last.v)).then_some((s.labels, last.t))
+        })
+        .collect();
     let data_names: Vec<&str> = data_ms.iter().map(|m| m.name.as_str()).collect();
     let empty_ok = data_ms.iter().all(|m| m.matches(""));
     let mut out = Vec::with_capacity(base.len());

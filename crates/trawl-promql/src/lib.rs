@@ -29,6 +29,7 @@ mod aggregate;
 mod binop;
 mod engine;
 mod functions;
+mod range;
 mod storage;
 
 use std::fmt;

@@ -19,6 +19,20 @@ pub struct Series {
 pub trait Queryable: Send + Sync {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64)
     -> Result<Vec<Series>, QueryError>;
+
+    /// Like [`Queryable::select`], also pushing warnings about the answer onto `warnings`
+    /// (a fan-out names the shards that did not answer). The engine passes them to the
+    /// response's `warnings` as given, once each. The default has none.
+    fn select_warn(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Series>, QueryError> {
+        let _ = warnings;
+        self.select(matchers, mint, maxt)
+    }
 }
 
 /// In-memory storage for tests and small embeddings. Samples per series are kept sorted;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod query;
 mod standalone;
 
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ enum Command {
     /// Check configuration files, like `promtool check`.
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Query a Trawl Query service over gRPC (instant, range, labels, series).
+    Query(query::QueryArgs),
     /// Run discovery, scraping, storage and the HTTP API in one process.
     Standalone(standalone::StandaloneArgs),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(c) => c.run(),
+        Command::Query(a) => a.run(),
         Command::Standalone(a) => a.run(),
     }
 }
