@@ -194,7 +194,7 @@ impl TrawlProcess {
         for s in v["data"]["result"].as_array().into_iter().flatten() {
             let val = s["value"][1]
                 .as_str()
-                .and_then(|x| parse_prom_float(x))
+                .and_then(parse_prom_float)
                 .context("sample value")?;
             out.push((s["metric"].clone(), val));
         }

@@ -28,9 +28,11 @@ pub fn instant_response(r: QueryResult, t: i64) -> QueryResponse {
             m.set_result_type(ResultType::Vector);
             m.series = v
                 .into_iter()
+                // Prometheus stamps every element of an instant vector with the evaluation
+                // time, whatever the time of the sample it came from (as the HTTP API does).
                 .map(|s| SeriesSamples {
                     labels: labels_to_proto(&s.labels),
-                    samples: vec![Sample::new(s.t, s.v).into()],
+                    samples: vec![Sample::new(t, s.v).into()],
                 })
                 .collect();
         }

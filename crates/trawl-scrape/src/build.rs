@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::Target;
 use trawl_config::{Config, ScrapeConfig};
 use trawl_discovery::{Populated, TargetGroup, targets_from_group};
 use trawl_model::Labels;
-use crate::Target;
 
 /// The outcome of relabeling every discovered target of every job.
 #[derive(Debug, Default)]
