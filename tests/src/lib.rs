@@ -23,5 +23,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+pub mod cluster;
 pub mod exporter;
 pub mod process;
+pub mod proxy;
