@@ -10,7 +10,7 @@
 //!    each source (all sources' gaps pooled, lower median), at least 1 ms; 1 ms when no
 //!    source has two samples. Within one source the gap is the scrape interval, so `w` is
 //!    half of it, well above scrape jitter (a few ms) and well below the interval.
-//! 2. **Merge.** All samples are sorted by (timestamp, live before stale, value bits).
+//! 2. **Merge.** All samples are sorted by (timestamp, markers first, value bits).
 //!    Samples equal in timestamp and bits are one sample belonging to every source that
 //!    holds it.
 //! 3. **Keep.** Walking in that order, a sample is kept when it shares a source with the last
@@ -63,8 +63,10 @@ struct Entry {
 }
 
 impl Entry {
+    /// Markers sort before live samples of the same timestamp, so that a marker opening a
+    /// slot finds them in its look-ahead (rule 4) and gives way to them.
     fn key(&self) -> (i64, bool, u64, u32) {
-        (self.t, self.stale, self.bits, self.src)
+        (self.t, !self.stale, self.bits, self.src)
     }
 }
 
@@ -338,6 +340,22 @@ mod tests {
             bits(&dedup(&[a, b])),
             bits(&series(&[(0, 1.0), (15_003, 2.0)]))
         );
+    }
+
+    #[test]
+    fn a_marker_gives_way_to_a_live_copy_at_the_same_timestamp() {
+        // A's marker is kept by rule 3 (A's own next scrape) unless B's live sample at the
+        // very same millisecond takes its place.
+        // B's sample is within the window of A's last kept one, so only the look-ahead can
+        // bring it in.
+        let a = series(&[(0, 1.0), (50, STALE_NAN)]);
+        let b = series(&[(50, 2.0)]);
+        let want = series(&[(0, 1.0), (50, 2.0)]);
+        assert_eq!(
+            bits(&dedup_with_window(&[a.clone(), b.clone()], 100)),
+            bits(&want)
+        );
+        assert_eq!(bits(&dedup_with_window(&[b, a], 100)), bits(&want));
     }
 
     #[test]

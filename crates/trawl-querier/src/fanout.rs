@@ -96,6 +96,13 @@ pub fn partial_policy(
     }
 }
 
+/// The deadline sent to a shard (`grpc-timeout`): a little after the querier's own, so a
+/// shard stops work it will not be thanked for, yet the querier's timeout always fires first
+/// and names the timeout as such.
+pub(crate) fn server_deadline(shard_timeout: Duration) -> Duration {
+    shard_timeout.saturating_add(Duration::from_secs(1))
+}
+
 /// The reason text of a gRPC status from a shard.
 pub(crate) fn status_reason(s: &tonic::Status) -> String {
     if s.message().is_empty() {
@@ -292,7 +299,7 @@ impl FanOut {
                 async move {
                     let mut c = store_client(&w);
                     let mut r = tonic::Request::new(req);
-                    r.set_timeout(self.opts.shard_timeout);
+                    r.set_timeout(server_deadline(self.opts.shard_timeout));
                     c.label_names(r)
                         .await
                         .map(|r| r.into_inner().names)
@@ -323,7 +330,7 @@ impl FanOut {
                 async move {
                     let mut c = store_client(&w);
                     let mut r = tonic::Request::new(req);
-                    r.set_timeout(self.opts.shard_timeout);
+                    r.set_timeout(server_deadline(self.opts.shard_timeout));
                     c.label_values(r)
                         .await
                         .map(|r| r.into_inner().values)
@@ -369,7 +376,7 @@ async fn select_shard(
 ) -> Result<ShardSeries, String> {
     let mut c = store_client(&w);
     let mut r = tonic::Request::new(req);
-    r.set_timeout(timeout);
+    r.set_timeout(server_deadline(timeout));
     let mut stream = c
         .select(r)
         .await

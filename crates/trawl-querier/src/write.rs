@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use trawl_proto::v1;
 use trawl_remote::RemoteError;
 
-use crate::fanout::{FanOut, status_reason, store_client};
+use crate::fanout::{FanOut, server_deadline, status_reason, store_client};
 
 /// Largest decompressed write request, as `trawl-remote`'s default.
 const MAX_DECODED: usize = 256 << 20;
@@ -140,7 +140,7 @@ async fn handle_inner(fanout: &FanOut, headers: &HeaderMap, body: Bytes) -> Resp
                 series,
                 ..Default::default()
             });
-            req.set_timeout(timeout);
+            req.set_timeout(server_deadline(timeout));
             let out = match tokio::time::timeout(timeout, c.write(req)).await {
                 Err(_) => {
                     Outcome::Retriable(format!("worker {} ({}): timed out", w.id, w.grpc_address))
