@@ -190,7 +190,7 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_worker_loses_its_targets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let running = args(dir.path(), "1s").start().await.expect("start");
+    let running = args(dir.path(), "2s").start().await.expect("start");
     let client = CoordinatorClient::connect(format!("http://{}", running.grpc))
         .await
         .expect("connect");
