@@ -27,6 +27,16 @@
 //! given without a warning (still an error with partial responses disabled), and counted in
 //! `/metrics`. `/api/v1/targets`, `/api/v1/targets/metadata` and `/api/v1/scrape_pools` are
 //! proxied to a coordinator replica's web address, the leader first.
+//!
+//! Serving ([`QuerierArgs::serve`]): the HTTP API on `--web.listen-address` (`trawl-web`'s
+//! router as the fallback behind the querier's own `/api/v1/write` and targets routes), the
+//! gRPC Query API (`trawl-query`) on `--grpc.listen-address` when set, both over the same
+//! [`FanOut`]. Once both are bound it logs `querier listening` with `web` and `grpc` fields
+//! (`grpc` empty when off). `/metrics` carries `trawl_querier_shard_requests_total`,
+//! `_shard_failures_total`, `_partial_responses_total`, `_failed_fanouts_total`,
+//! `_dedup_series_total`, `_dedup_samples_dropped_total`, `_remote_write_*_total` and the
+//! gauges `trawl_querier_workers`, `_workers_up`, `_replication_factor`. Nothing is written
+//! to disk.
 
 // Proto literals always end with `..Default::default()` (project rule: fields added later
 // must not break them), even where every field is given today.
