@@ -25,6 +25,12 @@ enum Command {
     /// Check configuration files, like `promtool check`.
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Run a coordinator replica: discovery, relabeling, worker membership and placement.
+    Coordinator(trawl_coordinator::CoordinatorArgs),
+    /// Run a worker: scrape the assigned targets into a local storage shard.
+    Worker(trawl_worker::WorkerArgs),
+    /// Run a querier: PromQL and the Prometheus HTTP API over every worker's shard.
+    Querier(trawl_querier::QuerierArgs),
     /// Query a Trawl Query service over gRPC (instant, range, labels, series).
     Query(query::QueryArgs),
     /// Run discovery, scraping, storage and the HTTP API in one process.
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(c) => c.run(),
+        Command::Coordinator(a) => a.run(),
+        Command::Worker(a) => a.run(),
+        Command::Querier(a) => a.run(),
         Command::Query(a) => a.run(),
         Command::Standalone(a) => a.run(),
     }
