@@ -400,21 +400,25 @@ pub fn router(
             (
                 "trawl_querier_workers",
                 "Workers in the cluster state.",
+                "gauge",
                 workers as f64,
             ),
             (
                 "trawl_querier_workers_up",
                 "Workers the coordinator reports up.",
+                "gauge",
                 up as f64,
             ),
             (
                 "trawl_querier_replication_factor",
                 "Replication factor of the cluster.",
+                "gauge",
                 f64::from(rf),
             ),
             (
                 "trawl_querier_cluster_polls_failed_total",
                 "Cluster-state polls that reached no coordinator.",
+                "counter",
                 gauges_from.polls_failed() as f64,
             ),
         ])

@@ -48,9 +48,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The counters in Prometheus's text format, with `extra` gauges (name, help, value)
-    /// appended.
-    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+    /// The counters in Prometheus's text format, with `extra` series (name, help, type,
+    /// value) appended.
+    pub fn render(&self, extra: &[(&str, &str, &str, f64)]) -> String {
         let counters: [(&str, &str, &Counter); 9] = [
             (
                 "trawl_querier_shard_requests_total",
@@ -106,8 +106,8 @@ impl Metrics {
                 c.get()
             );
         }
-        for (name, help, v) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        for (name, help, typ, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}\n{name} {v}");
         }
         out
     }
@@ -122,7 +122,7 @@ mod tests {
         let m = Metrics::default();
         m.shard_requests.add(3);
         m.partial_responses.inc();
-        let text = m.render(&[("trawl_querier_workers", "Workers known.", 2.0)]);
+        let text = m.render(&[("trawl_querier_workers", "Workers known.", "gauge", 2.0)]);
         assert!(
             text.contains("\ntrawl_querier_shard_requests_total 3\n"),
             "{text}"
