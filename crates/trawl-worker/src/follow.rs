@@ -279,6 +279,8 @@ impl FollowOptions {
 pub struct FollowStatus {
     /// Whether a watch stream to a coordinator is open.
     pub connected: AtomicBool,
+    /// The heartbeat interval the coordinator last asked for, in ms (0 before any).
+    pub heartbeat_ms: AtomicU64,
     /// Epoch of the held assignment.
     pub epoch: AtomicU64,
     /// Assignments applied.
@@ -576,7 +578,14 @@ impl Follower {
             i += 1;
             // After a full round of failed addresses, wait before the next round.
             if i.is_multiple_of(addrs.len()) {
-                let wait = backoff.next_wait();
+                // Never wait longer than a heartbeat interval: the leader (a new one after a
+                // failover, with one heartbeat timeout of grace) counts missed heartbeats, and
+                // a worker that backs off past its timeout would lose its targets.
+                let mut wait = backoff.next_wait();
+                let hb = self.status.heartbeat_ms.load(Ordering::Relaxed);
+                if hb > 0 {
+                    wait = wait.min(Duration::from_millis(hb));
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stopped(&mut shutdown) => return,
@@ -620,6 +629,10 @@ impl Follower {
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
             .unwrap_or(self.opts.default_heartbeat);
+        self.status.heartbeat_ms.store(
+            u64::try_from(hb_every.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let watch = WatchAssignmentRequest {
             worker_id: self.worker_id().to_string(),
             held_epoch: self.held_epoch(),
