@@ -95,7 +95,7 @@ impl Node {
             .arg(format!("--web.listen-address={}", self.web))
             .arg(format!("--grpc.listen-address={}", self.grpc))
             .args(&self.args)
-            .env("TRAWL_LOG", "info")
+            .env("TRAWL_LOG", "info,openraft=warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -52,7 +52,10 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TRAWL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // openraft reports every vote and replication step at info; its warnings are what an
+    // operator needs.
+    let filter = EnvFilter::try_from_env("TRAWL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     // Colour only on a terminal: logs piped to files and tests stay plain `key=value`.
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
