@@ -12,6 +12,8 @@
 //!   re-establishes that for input from the network instead of trusting the peer;
 //! - a staleness marker keeps its exact NaN bit pattern (protobuf `double` is the IEEE bits).
 
+pub mod server;
+
 /// Version 1 of the contract (proto package `trawl.v1`).
 pub mod v1 {
     #![allow(missing_docs, missing_debug_implementations, clippy::all)]
