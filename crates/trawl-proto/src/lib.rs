@@ -13,6 +13,7 @@
 //! - a staleness marker keeps its exact NaN bit pattern (protobuf `double` is the IEEE bits).
 
 pub mod server;
+pub mod tls;
 
 /// Version 1 of the contract (proto package `trawl.v1`).
 pub mod v1 {
