@@ -210,6 +210,7 @@ pub struct ClusterBuilder {
     replication: usize,
     heartbeat_timeout: String,
     extra_worker_args: Vec<String>,
+    extra_args: Vec<String>,
 }
 
 impl ClusterBuilder {
@@ -224,6 +225,7 @@ impl ClusterBuilder {
             replication: 1,
             heartbeat_timeout: "2s".into(),
             extra_worker_args: Vec::new(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -256,6 +258,12 @@ impl ClusterBuilder {
     /// Flags added to every worker.
     pub fn worker_args(mut self, args: &[&str]) -> Self {
         self.extra_worker_args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Flags added to every process of every role (e.g. the `--grpc.tls-*` flags).
+    pub fn all_args(mut self, args: &[&str]) -> Self {
+        self.extra_args = args.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -364,6 +372,7 @@ impl Cluster {
                 args.push(format!("--raft.id={}", i + 1));
                 args.push(format!("--raft.peers={}", peers.join(",")));
             }
+            args.extend(self.spec.extra_args.iter().cloned());
             nodes[i].args = args;
         }
         self.coordinators = nodes;
@@ -401,6 +410,7 @@ impl Cluster {
             format!("--grpc.advertise-address={inbound}"),
         ];
         args.extend(self.spec.extra_worker_args.iter().cloned());
+        args.extend(self.spec.extra_args.iter().cloned());
         node.args = args;
         node.start()?;
         self.workers.push(node);
@@ -417,6 +427,7 @@ impl Cluster {
             "--coordinator.address={}",
             self.coordinator_addresses(&name)?
         )];
+        node.args.extend(self.spec.extra_args.iter().cloned());
         node.start()?;
         self.queriers.push(node);
         Ok(i - 1)

@@ -7,7 +7,11 @@
 //! - a joining worker takes ≤ 1.1/N of the targets and the moved ones miss no scrape;
 //! - `kill -9` of a worker: complete answers with R=2, a partial-response warning with R=1
 //!   until its targets are re-placed; after a restart its data is queryable again;
-//! - killing the Raft leader elects another, epochs continue and no target moves.
+//! - killing the Raft leader elects another, epochs continue and no target moves;
+//! - a partitioned leader is replaced by the majority and nothing moves; a partitioned worker
+//!   keeps scraping its last assignment while its targets are placed elsewhere;
+//! - with mutual TLS on every process the cluster works the same, and a plaintext client is
+//!   refused.
 //!
 //! Every wait polls a condition with a deadline; nothing sleeps a fixed time and hopes.
 
@@ -211,6 +215,44 @@ fn r2_every_target_twice_balanced_and_answers_match_standalone() -> Result<()> {
     placement_matches_standalone(2)
 }
 
+/// Waits until every target has been scraped (so its series count, a placement weight, has
+/// been reported) and the assignment epoch then stays the same for `quiet`: the placement that
+/// follows from the first weights has been committed and nothing is in flight.
+fn wait_settled(c: &Cluster, targets: usize, quiet: Duration, within: Duration) -> Result<u64> {
+    let deadline = std::time::Instant::now() + within;
+    let mut last: Option<(u64, std::time::Instant)> = None;
+    loop {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "placement did not settle within {within:?}"
+        );
+        let up: usize = c
+            .workers
+            .iter()
+            .filter(|w| w.running())
+            .map(|w| -> Result<usize> {
+                let v = w.get_json("/api/v1/targets?state=active")?;
+                Ok(v["data"]["activeTargets"]
+                    .as_array()
+                    .context("activeTargets")?
+                    .iter()
+                    .filter(|t| t["health"] == "up")
+                    .count())
+            })
+            .sum::<Result<usize>>()?;
+        let epoch = c.cluster_state()?["epoch"].as_u64().context("epoch")?;
+        match last {
+            Some((e, since)) if e == epoch && up >= targets => {
+                if since.elapsed() >= quiet {
+                    return Ok(epoch);
+                }
+            }
+            _ => last = Some((epoch, std::time::Instant::now())),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Sample timestamps (seconds) of `expr` (a range selector) as the querier returns them.
 fn sample_times(q: &Node, expr: &str) -> Result<Vec<f64>> {
     let v = query(q, expr)?;
@@ -375,9 +417,15 @@ fn killing_the_raft_leader_elects_another_and_moves_nothing() -> Result<()> {
         .coordinators(3)
         .workers(2)
         .start()?;
-    let owners = owner_of(&wait_placed(&c, &want, 1, Duration::from_secs(90))?);
+    wait_placed(&c, &want, 1, Duration::from_secs(90))?;
+    let epoch0 = wait_settled(
+        &c,
+        want.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )?;
+    let owners = owner_of(&worker_targets(&c)?);
     let leader = eventually("a leader", Duration::from_secs(30), || Ok(c.leader()))?;
-    let epoch0 = c.cluster_state()?["epoch"].as_u64().context("epoch")?;
     let scrapes0: Vec<u64> = exps.iter().map(Exporter::requests).collect();
     c.coordinators[leader].kill()?;
     let new_leader = eventually("a new leader", Duration::from_secs(5), || {
@@ -408,5 +456,210 @@ fn killing_the_raft_leader_elects_another_and_moves_nothing() -> Result<()> {
             e.target()
         );
     }
+    Ok(())
+}
+
+/// The leader as the reachable majority sees it: the leader that the coordinators other than
+/// `except` report.
+fn leader_seen_by_others(c: &Cluster, except: usize) -> Option<u64> {
+    let mut seen = BTreeSet::new();
+    for (i, n) in c.coordinators.iter().enumerate() {
+        if i == except || !n.running() {
+            continue;
+        }
+        let v = n.get_json("/api/v1/cluster").ok()?;
+        let l = v["data"]["replicas"]
+            .as_array()?
+            .iter()
+            .find(|r| r["leader"] == true)?["id"]
+            .as_u64()?;
+        seen.insert(l);
+    }
+    (seen.len() == 1).then(|| seen.into_iter().next()).flatten()
+}
+
+#[test]
+fn partitioned_leader_is_replaced_and_nothing_moves() -> Result<()> {
+    let exps = exporters(20)?;
+    let want = instances(&exps);
+    let c = ClusterBuilder::new(&config(&exps, "1s"))
+        .coordinators(3)
+        .workers(2)
+        .start()?;
+    wait_placed(&c, &want, 1, Duration::from_secs(90))?;
+    wait_settled(
+        &c,
+        want.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )?;
+    let owners = owner_of(&worker_targets(&c)?);
+    let leader = eventually("a leader", Duration::from_secs(30), || Ok(c.leader()))?;
+    let old_id = leader as u64 + 1;
+    let name = c.coordinators[leader].name.clone();
+    c.partition(&name, true);
+    let new_id = eventually(
+        "the majority elects another leader",
+        Duration::from_secs(15),
+        || Ok(leader_seen_by_others(&c, leader).filter(|l| *l != old_id)),
+    )?;
+    eprintln!("c{old_id} partitioned, c{new_id} leads the majority");
+    // Workers reach the majority through their other links; nothing moves meanwhile.
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(6) {
+        let now = owner_of(&worker_targets(&c)?);
+        let moved: Vec<_> = owners
+            .iter()
+            .filter(|(i, o)| now.get(*i) != Some(*o))
+            .collect();
+        ensure!(
+            moved.is_empty(),
+            "targets moved under the partition: {moved:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    c.partition(&name, false);
+    // Healed, the old leader follows the new term's leader.
+    eventually(
+        "all three agree on the leader",
+        Duration::from_secs(15),
+        || {
+            let all = leader_seen_by_others(&c, usize::MAX);
+            Ok(all.filter(|l| *l == new_id))
+        },
+    )?;
+    Ok(())
+}
+
+#[test]
+fn partitioned_worker_keeps_scraping_and_its_targets_are_placed_elsewhere() -> Result<()> {
+    let exps = exporters(20)?;
+    let want = instances(&exps);
+    let c = ClusterBuilder::new(&config(&exps, "1s"))
+        .workers(2)
+        .start()?;
+    let per = wait_placed(&c, &want, 1, Duration::from_secs(90))?;
+    let w1_targets = per["w1"].clone();
+    let scrapes_of = |n: &Node| -> Result<BTreeMap<String, String>> {
+        let v = n.get_json("/api/v1/targets?state=active")?;
+        Ok(v["data"]["activeTargets"]
+            .as_array()
+            .context("activeTargets")?
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t["labels"]["instance"].as_str()?.to_owned(),
+                    t["lastScrape"].as_str()?.to_owned(),
+                ))
+            })
+            .collect())
+    };
+    c.partition("w1", true);
+    // The coordinator no longer hears w1: its targets go to w2.
+    eventually("w2 scrapes every target", Duration::from_secs(30), || {
+        let on_w2 = worker_targets(&c)?.get("w2").cloned().unwrap_or_default();
+        Ok((on_w2 == want).then_some(()))
+    })?;
+    // w1 keeps scraping its last assignment meanwhile.
+    let before = scrapes_of(&c.workers[0])?;
+    eventually(
+        "w1 scrapes on while partitioned",
+        Duration::from_secs(30),
+        || {
+            let now = scrapes_of(&c.workers[0])?;
+            let advanced = w1_targets
+                .iter()
+                .all(|i| now.get(i).is_some_and(|t| Some(t) != before.get(i)));
+            Ok(advanced.then_some(()))
+        },
+    )?;
+    c.partition("w1", false);
+    eventually(
+        "w1 rejoins and placement settles",
+        Duration::from_secs(60),
+        || Ok(wait_placed(&c, &want, 1, Duration::from_secs(5)).ok()),
+    )?;
+    Ok(())
+}
+
+/// With `--grpc.tls-*` on every process (mutual TLS: one CA signs every component), Raft,
+/// worker registration and assignment, the querier's fan-out and `trawl query` all run over
+/// TLS, and a client without the CA and a certificate is refused.
+#[test]
+fn mutual_tls_cluster_places_scrapes_and_answers() -> Result<()> {
+    let pki_dir = tempfile::tempdir()?;
+    let pki = trawl_proto::tls::test_certs::TestPki::generate(pki_dir.path())
+        .map_err(|e| anyhow::anyhow!("test pki: {e}"))?;
+    let tls_flags = [
+        format!("--grpc.tls-cert-file={}", pki.cert.display()),
+        format!("--grpc.tls-key-file={}", pki.key.display()),
+        format!("--grpc.tls-ca-file={}", pki.ca.display()),
+    ];
+    let tls_refs: Vec<&str> = tls_flags.iter().map(String::as_str).collect();
+    let exps = exporters(6)?;
+    let want = instances(&exps);
+    let c = ClusterBuilder::new(&config(&exps, "1s"))
+        .coordinators(3)
+        .workers(2)
+        .all_args(&tls_refs)
+        .start()?;
+    let per = wait_placed(&c, &want, 1, Duration::from_secs(90))?;
+    ensure!(per.len() == 2, "both workers scrape: {per:?}");
+    let leader = eventually("a leader", Duration::from_secs(30), || Ok(c.leader()))?;
+    ensure!(c.cluster_state()?["term"].as_u64().unwrap_or(0) >= 1);
+
+    // The querier reaches both workers' Store over TLS: a complete answer, no warning.
+    let q = &c.queriers[0];
+    eventually(
+        "the querier counts every target up",
+        Duration::from_secs(30),
+        || {
+            let v = query(q, "count(up == 1)")?;
+            Ok(
+                (scalar_of(&v).ok() == Some(want.len() as f64) && warnings(&v).is_empty())
+                    .then_some(()),
+            )
+        },
+    )?;
+
+    // The coordinator's targets page carries the health its workers report (fetched from
+    // their web pages), whichever replica answers.
+    eventually(
+        "the coordinator shows every target up",
+        Duration::from_secs(30),
+        || {
+            let v = c.coordinators[leader].get_json("/api/v1/targets?state=active")?;
+            let active = v["data"]["activeTargets"].as_array().context("active")?;
+            let up = active.iter().filter(|t| t["health"] == "up").count();
+            Ok((active.len() == want.len() && up == want.len()).then_some(()))
+        },
+    )?;
+
+    // `trawl query` with the same flags is served; without them it cannot talk to the port.
+    let bin = trawl_tests::process::trawl_bin()?;
+    let addr = format!("--addr={}", q.grpc);
+    let with_tls = std::process::Command::new(&bin)
+        .args(["query", &addr, "-o", "json", "count(up == 1)"])
+        .args(&tls_flags)
+        .output()?;
+    let out = String::from_utf8_lossy(&with_tls.stdout);
+    ensure!(
+        with_tls.status.success(),
+        "trawl query over TLS failed: {out}{}",
+        String::from_utf8_lossy(&with_tls.stderr)
+    );
+    let v: Value = serde_json::from_str(&out).with_context(|| format!("json: {out}"))?;
+    ensure!(
+        scalar_of(&v).ok() == Some(want.len() as f64),
+        "trawl query over TLS answered {v}"
+    );
+    let plain = std::process::Command::new(&bin)
+        .args(["query", &addr, "--timeout=5s", "up"])
+        .output()?;
+    ensure!(
+        !plain.status.success(),
+        "a plaintext client was served by a TLS port: {}",
+        String::from_utf8_lossy(&plain.stdout)
+    );
     Ok(())
 }

@@ -545,3 +545,168 @@ fn shared_real_world_examples_load() {
             && job.enable_compression
     );
 }
+
+/// Every file with one of `exts` under `dir`, recursively, sorted.
+fn files_with_ext(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_with_ext(&p, exts));
+        } else if p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| exts.contains(&x))
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The documents of a multi-document YAML stream, empty documents (`---` at the end) left out.
+fn yaml_documents(text: &str, path: &Path) -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| {
+            serde_norway::Value::deserialize(d)
+                .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", path.display()))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The contents of every fenced ```yaml / ```yml block of a Markdown text, with the line of
+/// its first content line.
+fn fenced_yaml_blocks(md: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (i, line) in md.lines().enumerate() {
+        let t = line.trim_start();
+        match open.as_mut() {
+            None => {
+                let info = t.strip_prefix("```").map(str::trim);
+                if matches!(info, Some("yaml" | "yml")) {
+                    open = Some((i + 2, String::new()));
+                }
+            }
+            Some((_, body)) if t.starts_with("```") => {
+                let body = std::mem::take(body);
+                let (line, _) = open.take().unwrap_or_default();
+                out.push((line, body));
+            }
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn fenced_yaml_blocks_are_found() {
+    let md = "text\n```yaml\na: 1\n```\n\n  ```yml\n  b: 2\n  ```\n```sh\nc\n```\n";
+    let blocks = fenced_yaml_blocks(md);
+    assert_eq!(
+        blocks,
+        vec![(3, "a: 1\n".to_owned()), (7, "  b: 2\n".to_owned())]
+    );
+}
+
+/// Every Kubernetes manifest under `deploy/kubernetes/` is YAML with `apiVersion`, `kind` and
+/// `metadata.name`, and the `prometheus.yml` of every ConfigMap there loads.
+#[test]
+fn kubernetes_manifests_parse_and_their_prometheus_configs_load() {
+    let dir = repo_root().join("deploy/kubernetes");
+    let files = files_with_ext(&dir, &["yml", "yaml"]);
+    assert!(!files.is_empty(), "no manifests in {}", dir.display());
+    let mut kinds = BTreeMap::<String, usize>::new();
+    let mut configs = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("manifest readable");
+        let docs = yaml_documents(&text, path);
+        assert!(!docs.is_empty(), "{}: no documents", path.display());
+        for doc in &docs {
+            let field = |k: &str| doc.get(k).and_then(serde_norway::Value::as_str);
+            let kind = field("kind")
+                .unwrap_or_else(|| panic!("{}: a document without kind", path.display()));
+            assert!(
+                field("apiVersion").is_some(),
+                "{}: {kind} without apiVersion",
+                path.display()
+            );
+            let name = doc
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(serde_norway::Value::as_str)
+                .unwrap_or_else(|| panic!("{}: {kind} without metadata.name", path.display()));
+            *kinds.entry(kind.to_owned()).or_default() += 1;
+            if kind != "ConfigMap" {
+                continue;
+            }
+            let Some(prom) = doc
+                .get("data")
+                .and_then(|d| d.get("prometheus.yml"))
+                .and_then(serde_norway::Value::as_str)
+            else {
+                continue;
+            };
+            let at = path.with_file_name(format!("{name}/prometheus.yml"));
+            let cfg = trawl_config::load_str(prom, &at, LoadOptions::default())
+                .unwrap_or_else(|e| panic!("{} ({name}): prometheus.yml: {e}", path.display()));
+            assert!(
+                !cfg.scrape_configs.is_empty(),
+                "{} ({name}): no scrape configs",
+                path.display()
+            );
+            configs += 1;
+        }
+    }
+    for kind in [
+        "ConfigMap",
+        "StatefulSet",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ] {
+        assert!(
+            kinds.contains_key(kind),
+            "no {kind} in deploy/kubernetes: {kinds:?}"
+        );
+    }
+    assert!(configs >= 1, "no ConfigMap with a prometheus.yml");
+    println!("kubernetes manifests: {kinds:?}, {configs} prometheus.yml load");
+}
+
+/// Every fenced YAML block with a `scrape_configs:` key in `docs/*.md`, `README.md` and the
+/// READMEs under `deploy/` loads: readers copy them.
+#[test]
+fn prometheus_configs_in_markdown_load() {
+    let root = repo_root();
+    let mut files = files_with_ext(&root.join("docs"), &["md"]);
+    files.extend(files_with_ext(&root.join("deploy"), &["md"]));
+    files.push(root.join("README.md"));
+    let mut n = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("markdown readable");
+        for (line, block) in fenced_yaml_blocks(&text) {
+            let v: serde_norway::Value = serde_norway::from_str(&block)
+                .unwrap_or_else(|e| panic!("{}:{line}: invalid YAML block: {e}", path.display()));
+            if v.get("scrape_configs").is_none() {
+                continue;
+            }
+            if let Err(e) = trawl_config::load_str(&block, path, LoadOptions::default()) {
+                panic!("{}:{line}: config block must load: {e}", path.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no prometheus.yml block in the docs");
+    println!("prometheus.yml blocks in markdown: {n} load");
+}

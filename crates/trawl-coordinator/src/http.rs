@@ -3,13 +3,18 @@
 //! (`/-/healthy`, `/-/ready`, `/-/reload`, `/metrics`, status pages) over an empty store,
 //! since the coordinator holds no samples.
 //!
-//! Target health, last scrape and last error are not known here (the workers scrape): every
-//! active target shows `"health": "unknown"` and Go's zero time, and `"workers"` names the
-//! workers that scrape it in any role.
+//! `"workers"` names the workers that scrape each active target in any role. Health, last
+//! scrape, its duration and last error are the workers' to know: on every request the
+//! coordinator fetches the `/api/v1/targets` page of each worker named (in parallel, at most
+//! [`WORKER_PAGE_TIMEOUT`] each, nothing cached) and shows, per target, what the first of its
+//! `"workers"` that reports it says, matched by scrape pool, URL and labels. A target no
+//! answering worker reports stays `"health": "unknown"` with Go's zero time; a worker that
+//! does not answer is logged, not shown (Prometheus's targets API has no warnings).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -36,6 +41,115 @@ pub struct HttpState {
     pub flags: BTreeMap<String, String>,
     /// trawl-web's router, which answers everything not handled here.
     inner: axum::Router,
+    /// Fetches the workers' target pages; `None` when no HTTP client could be built (the
+    /// targets then stay "unknown").
+    client: Option<reqwest::Client>,
+}
+
+/// How long `/api/v1/targets` waits for one worker's own page.
+pub const WORKER_PAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The fields of an active target that come from the worker scraping it.
+const HEALTH_FIELDS: [&str; 4] = ["health", "lastScrape", "lastScrapeDuration", "lastError"];
+
+/// A target's identity in the targets JSON: scrape pool, scrape URL, labels.
+type TargetKey = (String, String, Labels);
+
+/// The worker-reported fields of each target on one worker's page.
+type WorkerPage = BTreeMap<TargetKey, serde_json::Map<String, Json>>;
+
+fn key_of(t: &Json) -> TargetKey {
+    (
+        t["scrapePool"].as_str().unwrap_or_default().to_string(),
+        t["scrapeUrl"].as_str().unwrap_or_default().to_string(),
+        json_labels(&t["labels"]),
+    )
+}
+
+/// The health fields per target of a worker's `/api/v1/targets` answer; anything that is
+/// not such an answer yields no targets.
+fn parse_worker_page(v: &Json) -> WorkerPage {
+    let Some(active) = v.pointer("/data/activeTargets").and_then(Json::as_array) else {
+        return WorkerPage::new();
+    };
+    active
+        .iter()
+        .map(|t| {
+            let fields = HEALTH_FIELDS
+                .iter()
+                .filter_map(|f| t.get(*f).map(|v| ((*f).to_string(), v.clone())))
+                .collect();
+            (key_of(t), fields)
+        })
+        .collect()
+}
+
+/// Copies onto every active target of the coordinator's answer the health fields of the
+/// first worker in its `"workers"` whose page reports it; the others keep theirs.
+fn fill_health(active: &mut [Json], pages: &BTreeMap<String, WorkerPage>) {
+    for t in active {
+        let key = key_of(t);
+        let reported = t["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .find_map(|w| pages.get(w).and_then(|p| p.get(&key)));
+        if let (Some(fields), Some(o)) = (reported, t.as_object_mut()) {
+            for (k, v) in fields {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Fetches the target pages of `workers` (id, web address) in parallel; a worker that fails
+/// or times out is logged and left out.
+async fn fetch_worker_pages(
+    client: &reqwest::Client,
+    workers: Vec<(String, String)>,
+) -> BTreeMap<String, WorkerPage> {
+    let fetches = workers.into_iter().map(|(id, addr)| async move {
+        let url = format!("http://{addr}/api/v1/targets?state=active");
+        let res = async {
+            client
+                .get(&url)
+                .timeout(WORKER_PAGE_TIMEOUT)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<Json>()
+                .await
+        }
+        .await;
+        match res {
+            Ok(v) => Some((id, parse_worker_page(&v))),
+            Err(e) => {
+                tracing::warn!(worker = %id, url = %url, error = %e, "cannot fetch worker targets");
+                None
+            }
+        }
+    });
+    futures_util::future::join_all(fetches)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn worker_page_client() -> Option<reqwest::Client> {
+    trawl_scrape::install_crypto_provider();
+    match reqwest::Client::builder()
+        .timeout(WORKER_PAGE_TIMEOUT)
+        .connect_timeout(WORKER_PAGE_TIMEOUT)
+        .build()
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the http client for worker target pages; target health stays unknown");
+            None
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpState {
@@ -171,6 +285,7 @@ pub fn router(
         enable_lifecycle,
         flags,
         inner: inner.clone(),
+        client: worker_page_client(),
     };
     axum::Router::new()
         .route("/api/v1/cluster", get(cluster))
@@ -255,18 +370,27 @@ async fn targets(State(st): State<HttpState>, req: Request) -> Response {
         .pointer_mut("/data/activeTargets")
         .and_then(Json::as_array_mut)
     {
-        for t in active {
-            let key = (
-                t["scrapePool"].as_str().unwrap_or_default().to_string(),
-                t["scrapeUrl"].as_str().unwrap_or_default().to_string(),
-                json_labels(&t["labels"]),
-            );
-            let mut ws = workers.get(&key).cloned().unwrap_or_default();
+        let mut named = std::collections::BTreeSet::new();
+        for t in active.iter_mut() {
+            let mut ws = workers.get(&key_of(t)).cloned().unwrap_or_default();
             ws.sort();
             ws.dedup();
+            named.extend(ws.iter().cloned());
             if let Some(o) = t.as_object_mut() {
                 o.insert("workers".into(), json!(ws));
             }
+        }
+        if let Some(client) = &st.client {
+            let addrs: Vec<(String, String)> = read_with(&*st.replicator, |s: &ClusterState| {
+                named
+                    .iter()
+                    .filter_map(|id| s.workers.get(id))
+                    .filter(|w| !w.web_address.is_empty())
+                    .map(|w| (w.id.clone(), w.web_address.clone()))
+                    .collect()
+            });
+            let pages = fetch_worker_pages(client, addrs).await;
+            fill_health(active, &pages);
         }
     }
     let mut parts = parts;
@@ -394,6 +518,14 @@ mod tests {
 ";
 
     async fn setup(lifecycle: bool) -> (axum::Router, SharedReplicator<ClusterState>) {
+        // Nothing listens there: the worker's page cannot be fetched.
+        setup_with_worker_web(lifecycle, "127.0.0.1:1").await
+    }
+
+    async fn setup_with_worker_web(
+        lifecycle: bool,
+        worker_web: &str,
+    ) -> (axum::Router, SharedReplicator<ClusterState>) {
         let path = Path::new("/nonexistent/prometheus.yml");
         let cfg = trawl_config::load_str(CONFIG, path, Default::default()).expect("config");
         let raw = cfg
@@ -430,7 +562,7 @@ mod tests {
             Op::RegisterWorker {
                 id: "w1".into(),
                 grpc_address: "127.0.0.1:7101".into(),
-                web_address: "127.0.0.1:7201".into(),
+                web_address: worker_web.into(),
                 zone: String::new(),
                 now_ms: 0,
             },
@@ -530,5 +662,147 @@ mod tests {
         let (status, body) = call(&router, "POST", "/-/reload").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert!(body.contains("prometheus.yml"), "{body}");
+    }
+
+    /// A worker's web server on loopback whose `/api/v1/targets` answers what `page` holds.
+    async fn fake_worker(page: Arc<std::sync::Mutex<Json>>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let app = axum::Router::new().route(
+            "/api/v1/targets",
+            get(move || {
+                let page = page.clone();
+                async move {
+                    let v = page.lock().map(|p| p.clone()).unwrap_or(Json::Null);
+                    json_response(StatusCode::OK, &v)
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn targets_show_what_their_worker_reports() {
+        let page = Arc::new(std::sync::Mutex::new(json!({
+            "status": "success",
+            "data": {"activeTargets": [], "droppedTargets": []}
+        })));
+        let addr = fake_worker(page.clone()).await;
+        let (router, _) = setup_with_worker_web(false, &addr).await;
+
+        // The worker answers but does not (yet) report the targets: they stay unknown.
+        let (status, body) = call(&router, "GET", "/api/v1/targets").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: Json = serde_json::from_str(&body).expect("json");
+        let active = v["data"]["activeTargets"]
+            .as_array()
+            .expect("active")
+            .clone();
+        assert_eq!(active.len(), 2);
+        for t in &active {
+            assert_eq!(t["health"], "unknown", "{t}");
+        }
+
+        // The worker reports one target up and the other down, with the coordinator's own
+        // pool, URL and labels.
+        let reported: Vec<Json> = active
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let up = i == 0;
+                json!({
+                    "scrapePool": t["scrapePool"],
+                    "scrapeUrl": t["scrapeUrl"],
+                    "labels": t["labels"],
+                    "discoveredLabels": t["discoveredLabels"],
+                    "health": if up { "up" } else { "down" },
+                    "lastScrape": format!("2026-12-07T02:00:0{i}.5Z"),
+                    "lastScrapeDuration": 0.25 + i as f64,
+                    "lastError": if up { "" } else { "connection refused" },
+                })
+            })
+            .collect();
+        *page.lock().expect("lock") = json!({
+            "status": "success",
+            "data": {"activeTargets": reported, "droppedTargets": []}
+        });
+        let (_, body) = call(&router, "GET", "/api/v1/targets").await;
+        let v: Json = serde_json::from_str(&body).expect("json");
+        let active = v["data"]["activeTargets"].as_array().expect("active");
+        assert_eq!(active.len(), 2);
+        for t in active {
+            let want = reported
+                .iter()
+                .find(|r| r["scrapeUrl"] == t["scrapeUrl"])
+                .expect("reported");
+            for f in HEALTH_FIELDS {
+                assert_eq!(t[f], want[f], "{f} of {t}");
+            }
+            assert_eq!(t["workers"], json!(["w1"]));
+        }
+        // The filters still apply to the merged answer.
+        let (_, body) = call(&router, "GET", "/api/v1/targets?state=dropped").await;
+        let v: Json = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["data"]["activeTargets"], json!([]));
+    }
+
+    #[test]
+    fn health_comes_from_the_first_worker_that_reports_the_target() {
+        let labels = json!({"instance": "a:9100", "job": "node"});
+        let target = |workers: Json| {
+            json!({"scrapePool": "node", "scrapeUrl": "http://a:9100/metrics",
+                "labels": labels, "health": "unknown", "lastError": "", "workers": workers})
+        };
+        let page = |health: &str, other_url: bool| {
+            let url = if other_url {
+                "http://b:9100/metrics"
+            } else {
+                "http://a:9100/metrics"
+            };
+            parse_worker_page(&json!({"data": {"activeTargets": [
+                {"scrapePool": "node", "scrapeUrl": url, "labels": labels,
+                 "health": health, "lastError": health, "lastScrape": "t",
+                 "lastScrapeDuration": 1.0}
+            ]}}))
+        };
+        let pages: BTreeMap<String, WorkerPage> = [
+            ("w1".to_string(), page("down", true)),
+            ("w2".to_string(), page("up", false)),
+            ("w3".to_string(), page("down", false)),
+        ]
+        .into();
+        let mut active = vec![
+            // w1 does not report this target (another URL), w2 does, w3 comes later.
+            target(json!(["w1", "w2", "w3"])),
+            target(json!(["w3", "w2"])),
+            // w0 did not answer.
+            target(json!(["w0"])),
+            target(json!([])),
+        ];
+        fill_health(&mut active, &pages);
+        let health: Vec<&str> = active
+            .iter()
+            .map(|t| t["health"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(health, ["up", "down", "unknown", "unknown"]);
+        assert_eq!(active[0]["lastError"], "up");
+        assert_eq!(active[0]["lastScrapeDuration"], 1.0);
+        assert_eq!(active[2]["lastError"], "");
+        // Labels are part of the match: the same pool and URL with other labels is another
+        // target.
+        let mut other = vec![
+            json!({"scrapePool": "node", "scrapeUrl": "http://a:9100/metrics",
+            "labels": {"instance": "a:9100", "job": "node", "zone": "x"},
+            "health": "unknown", "workers": ["w2"]}),
+        ];
+        fill_health(&mut other, &pages);
+        assert_eq!(other[0]["health"], "unknown");
+        // Not a targets answer: nothing reported.
+        assert!(parse_worker_page(&json!({"status": "error"})).is_empty());
     }
 }

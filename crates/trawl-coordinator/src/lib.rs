@@ -115,6 +115,13 @@ pub struct CoordinatorArgs {
     /// Enable shutdown and reload via HTTP request.
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+    /// Limits of the gRPC server (`--grpc.max-concurrent-requests`, `--grpc.request-timeout`).
+    #[command(flatten)]
+    pub grpc_limits: trawl_proto::server::GrpcLimits,
+    /// TLS of the gRPC server, Raft peers and forwarding to the leader
+    /// (`--grpc.tls-cert-file`, `--grpc.tls-key-file`, `--grpc.tls-ca-file`).
+    #[command(flatten)]
+    pub tls: trawl_proto::tls::TlsFlags,
 }
 
 /// Parses `--raft.peers`: `id=host:port` pairs, comma separated, ids unique.
@@ -171,6 +178,12 @@ impl CoordinatorArgs {
             self.heartbeat_timeout.to_string(),
         );
         put("web.enable-lifecycle", self.enable_lifecycle.to_string());
+        for (k, v) in self.grpc_limits.flags() {
+            put(k, v);
+        }
+        for (k, v) in self.tls.flags() {
+            put(k, v);
+        }
         m
     }
 
@@ -227,6 +240,10 @@ impl CoordinatorArgs {
                 "--cluster.heartbeat-timeout must be positive".into(),
             ));
         }
+        let tls = self
+            .tls
+            .load()
+            .map_err(|e| CoordinatorError::Flag(e.to_string()))?;
         let (config, raw) = leader::load_config(&self.config_file)?;
         tracing::info!(
             file = %self.config_file.display(),
@@ -260,11 +277,12 @@ impl CoordinatorArgs {
                         self.raft_id
                     )));
                 }
-                let cfg = trawl_raft::RaftConfig::new(
+                let mut cfg = trawl_raft::RaftConfig::new(
                     self.raft_id,
                     peers.into_iter().collect(),
                     self.data_path.clone(),
                 );
+                cfg.tls = tls.as_ref().map(|t| t.client().clone());
                 let node = Arc::new(
                     trawl_raft::RaftNode::start(cfg, ClusterState::new(self.replication_factor))
                         .await?,
@@ -294,10 +312,14 @@ impl CoordinatorArgs {
             timeout,
             web_addr.to_string(),
         )
-        .with_shutdown(stop_rx.clone());
+        .with_shutdown(stop_rx.clone())
+        .with_client_tls(tls.as_ref().map(|t| t.client().clone()));
         let grpc_stop = stopped(stop_rx.clone());
+        let mut grpc_server =
+            trawl_proto::tls::with_tls(self.grpc_limits.server(), tls.as_ref().map(|t| t.server()))
+                .map_err(|e| CoordinatorError::Flag(e.to_string()))?;
         let grpc = tokio::spawn(async move {
-            let r = tonic::transport::Server::builder()
+            let r = grpc_server
                 .add_service(svc.into_server())
                 .add_optional_service(raft_service)
                 .serve_with_incoming_shutdown(

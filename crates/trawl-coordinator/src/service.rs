@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use trawl_proto::v1;
 use trawl_proto::v1::coordinator_client::CoordinatorClient;
@@ -38,6 +38,8 @@ pub struct CoordinatorService {
     leader_client: Arc<Mutex<Option<LeaderClient>>>,
     /// Ends the assignment streams (a graceful server shutdown waits for open streams).
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// TLS of the forwarding client (`--grpc.tls-*`).
+    client_tls: Option<trawl_proto::tls::ClientTls>,
 }
 
 impl std::fmt::Debug for CoordinatorService {
@@ -98,7 +100,14 @@ impl CoordinatorService {
             web_address,
             leader_client: Arc::new(Mutex::new(None)),
             stop: None,
+            client_tls: None,
         }
+    }
+
+    /// Forwards to the leader over TLS (`--grpc.tls-*`); `None` (the default) dials plaintext.
+    pub fn with_client_tls(mut self, tls: Option<trawl_proto::tls::ClientTls>) -> Self {
+        self.client_tls = tls;
+        self
     }
 
     /// Ends every assignment stream once `stop` turns true.
@@ -129,13 +138,8 @@ impl CoordinatorService {
         {
             return Ok(Route::Forward(c.clone()));
         }
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let ch = Endpoint::from_shared(uri)
-            .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
+        let ch = trawl_proto::tls::endpoint(addr, self.client_tls.as_ref())
+            .map_err(|e| Status::internal(format!("leader {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
         let c = CoordinatorClient::new(ch);
@@ -292,8 +296,14 @@ impl CoordinatorService {
     }
 }
 
+/// Deadline of a unary call forwarded to the leader: a leader that stops answering must
+/// not hold the worker's call (and this replica's concurrency slot) open indefinitely.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A unary call forwarded to the leader, marked so the leader never forwards it again.
 fn forwarded<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
+    r.set_timeout(FORWARD_TIMEOUT);
     r.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     r

@@ -43,6 +43,8 @@ fn args(dir: &std::path::Path, timeout: &str) -> CoordinatorArgs {
         replication_factor: 1,
         heartbeat_timeout: PromDuration::parse(timeout).expect("duration"),
         enable_lifecycle: true,
+        grpc_limits: Default::default(),
+        tls: Default::default(),
     }
 }
 

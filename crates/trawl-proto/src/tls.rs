@@ -78,13 +78,37 @@ pub struct Tls {
     mutual: bool,
 }
 
-/// The client side: trust anchors for servers and the identity presented to them.
+/// The client side: trust anchors for servers and the identity presented to them. Two are
+/// equal when built from the same PEM contents.
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     config: ClientTlsConfig,
+    pems: std::sync::Arc<[Vec<u8>; 3]>,
 }
 
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.pems == other.pems
+    }
+}
+
+impl Eq for ClientTls {}
+
 impl TlsFlags {
+    /// Flags as `/api/v1/status/flags` shows them (empty when unset, as Prometheus does).
+    pub fn flags(&self) -> [(&'static str, String); 3] {
+        let show = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        [
+            ("grpc.tls-cert-file", show(&self.cert_file)),
+            ("grpc.tls-key-file", show(&self.key_file)),
+            ("grpc.tls-ca-file", show(&self.ca_file)),
+        ]
+    }
+
     /// Reads and checks the files. `Ok(None)` when no flag is set (plaintext).
     pub fn load(&self) -> Result<Option<Tls>, TlsError> {
         let (cert, key) = match (&self.cert_file, &self.key_file) {
@@ -115,14 +139,15 @@ impl TlsFlags {
         check_key(key, &key_pem)?;
         let identity = Identity::from_pem(&cert_pem, &key_pem);
 
-        let (roots, mutual) = match &self.ca_file {
+        let (roots_pem, mutual) = match &self.ca_file {
             Some(ca) => {
                 let ca_pem = read("--grpc.tls-ca-file", ca)?;
                 check_certs("--grpc.tls-ca-file", ca, &ca_pem)?;
-                (Certificate::from_pem(ca_pem), true)
+                (ca_pem, true)
             }
-            None => (Certificate::from_pem(&cert_pem), false),
+            None => (cert_pem.clone(), false),
         };
+        let roots = Certificate::from_pem(&roots_pem);
 
         let mut server = ServerTlsConfig::new().identity(identity.clone());
         if mutual {
@@ -142,7 +167,10 @@ impl TlsFlags {
             .identity(identity);
         Ok(Some(Tls {
             server,
-            client: ClientTls { config: client },
+            client: ClientTls {
+                config: client,
+                pems: std::sync::Arc::new([roots_pem, cert_pem, key_pem]),
+            },
             mutual,
         }))
     }
@@ -202,13 +230,21 @@ pub fn uri(addr: &str, tls: bool) -> String {
     }
 }
 
-/// A tonic server builder, serving TLS when `tls` is given. The configuration was checked by
-/// [`TlsFlags::load`], so an error here is unexpected but still reported, never a panic.
+/// A tonic server builder, serving TLS when `tls` is given.
 pub fn server_builder(tls: Option<&ServerTlsConfig>) -> Result<Server, TlsError> {
-    let b = Server::builder();
+    with_tls(Server::builder(), tls)
+}
+
+/// Adds TLS to a server builder that already carries layers (e.g.
+/// [`crate::server::GrpcLimits::server`]); `None` leaves it plaintext. The configuration was
+/// checked by [`TlsFlags::load`], so an error here is unexpected, but reported, never a panic.
+pub fn with_tls<L>(
+    server: Server<L>,
+    tls: Option<&ServerTlsConfig>,
+) -> Result<Server<L>, TlsError> {
     match tls {
-        None => Ok(b),
-        Some(cfg) => b
+        None => Ok(server),
+        Some(cfg) => server
             .tls_config(cfg.clone())
             .map_err(|e| TlsError::Flags(format!("tls server configuration: {}", error_chain(&e)))),
     }

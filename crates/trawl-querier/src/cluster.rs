@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
+use trawl_proto::tls::ClientTls;
 use trawl_proto::v1;
 
 use crate::QuerierError;
@@ -59,6 +60,8 @@ pub struct Membership {
     ready: Arc<AtomicBool>,
     shard_connect_timeout: Duration,
     polls_failed: AtomicU64,
+    /// TLS to workers and coordinators (`--grpc.tls-*`); `None` dials plaintext.
+    tls: Option<ClientTls>,
 }
 
 impl Default for Membership {
@@ -73,14 +76,13 @@ fn replica_web_address(r: &v1::ReplicaInfo) -> Option<String> {
     (!a.is_empty()).then(|| a.to_string())
 }
 
-/// An endpoint for `addr` (host:port or a URL).
-pub(crate) fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, QuerierError> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
+/// An endpoint for `addr` (host:port or a URL), over TLS when `tls` is given.
+pub(crate) fn endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Endpoint, QuerierError> {
+    Ok(trawl_proto::tls::endpoint(addr, tls)
         .map_err(|e| QuerierError::Address {
             address: addr.to_string(),
             reason: e.to_string(),
@@ -98,7 +100,14 @@ impl Membership {
             ready: Arc::new(AtomicBool::new(false)),
             shard_connect_timeout: connect_timeout,
             polls_failed: AtomicU64::new(0),
+            tls: None,
         }
+    }
+
+    /// Dials workers and coordinators over TLS (`--grpc.tls-*`); `None` dials plaintext.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The current view; `None` before the first answer.
@@ -133,7 +142,11 @@ impl Membership {
             let key = (w.id.clone(), w.grpc_address.clone());
             let channel = match channels.get(&key) {
                 Some(c) => c.clone(),
-                None => match endpoint(&w.grpc_address, self.shard_connect_timeout) {
+                None => match endpoint(
+                    &w.grpc_address,
+                    self.shard_connect_timeout,
+                    self.tls.as_ref(),
+                ) {
                     Ok(e) => e.connect_lazy(),
                     Err(e) => {
                         tracing::warn!(worker = %w.id, error = %e, "worker address unusable");
@@ -204,7 +217,10 @@ impl Membership {
     ) -> Result<(), QuerierError> {
         let coordinators: Vec<Channel> = addresses
             .iter()
-            .map(|a| endpoint(a, interval.max(Duration::from_secs(1))).map(|e| e.connect_lazy()))
+            .map(|a| {
+                endpoint(a, interval.max(Duration::from_secs(1)), self.tls.as_ref())
+                    .map(|e| e.connect_lazy())
+            })
             .collect::<Result<_, _>>()?;
         let timeout = interval.max(Duration::from_secs(1));
         let mut tick = tokio::time::interval(interval);
@@ -288,7 +304,7 @@ mod tests {
         let addr = l.local_addr().expect("addr").to_string();
         drop(l);
         let m = Membership::default();
-        let ch = endpoint(&addr, Duration::from_secs(1))
+        let ch = endpoint(&addr, Duration::from_secs(1), None)
             .expect("endpoint")
             .connect_lazy();
         let r = m

@@ -138,6 +138,14 @@ pub struct QuerierArgs {
     /// The longest one shard may take to answer; kept below --query.timeout.
     #[arg(long = "query.shard-timeout", default_value = "30s", value_parser = parse_duration)]
     pub shard_timeout: PromDuration,
+    /// Limits of the gRPC Query server (`--grpc.max-concurrent-requests`,
+    /// `--grpc.request-timeout`).
+    #[command(flatten)]
+    pub grpc_limits: trawl_proto::server::GrpcLimits,
+    /// TLS of the gRPC Query server and of the connections to coordinators and workers
+    /// (`--grpc.tls-cert-file`, `--grpc.tls-key-file`, `--grpc.tls-ca-file`).
+    #[command(flatten)]
+    pub tls: trawl_proto::tls::TlsFlags,
 }
 
 impl QuerierArgs {
@@ -160,6 +168,12 @@ impl QuerierArgs {
         put("query.max-samples", self.max_samples.to_string());
         put("query.max-concurrency", self.max_concurrency.to_string());
         put("query.shard-timeout", self.shard_timeout.to_string());
+        for (k, v) in self.grpc_limits.flags() {
+            put(k, v);
+        }
+        for (k, v) in self.tls.flags() {
+            put(k, v);
+        }
         m
     }
 
@@ -207,7 +221,7 @@ impl QuerierArgs {
             });
         }
         for a in &v {
-            cluster::endpoint(a, Duration::from_secs(1))?;
+            cluster::endpoint(a, Duration::from_secs(1), None)?;
         }
         Ok(v)
     }
@@ -245,10 +259,15 @@ impl QuerierArgs {
             "starting trawl querier"
         );
         let coordinators = self.coordinators()?;
+        let tls = self.tls.load().map_err(|e| QuerierError::Flag {
+            flag: "grpc.tls-*",
+            reason: e.to_string(),
+        })?;
         let fan_opts = self.fanout_options();
-        let membership = Arc::new(Membership::new(
-            fan_opts.shard_timeout.min(Duration::from_secs(5)),
-        ));
+        let membership = Arc::new(
+            Membership::new(fan_opts.shard_timeout.min(Duration::from_secs(5)))
+                .with_tls(tls.as_ref().map(|t| t.client().clone())),
+        );
         let metrics = Arc::new(Metrics::default());
         let fanout = Arc::new(FanOut::new(
             membership.clone(),
@@ -315,7 +334,20 @@ impl QuerierArgs {
             };
             let grpc_stop = stopped(stop_rx.clone());
             let q = fanout.clone();
-            tokio::spawn(async move { trawl_query::serve(l, q.clone(), q, opts, grpc_stop).await })
+            let limits = self.grpc_limits.clone();
+            let server_tls = tls.as_ref().map(|t| t.server().clone());
+            tokio::spawn(async move {
+                trawl_query::serve_with_limits(
+                    l,
+                    q.clone(),
+                    q,
+                    opts,
+                    &limits,
+                    server_tls.as_ref(),
+                    grpc_stop,
+                )
+                .await
+            })
         });
 
         shutdown.await;

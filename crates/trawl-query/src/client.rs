@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use trawl_model::Labels;
 use trawl_promql::QueryResult;
 use trawl_proto::v1::{
@@ -53,12 +53,15 @@ pub struct Client {
 impl Client {
     /// Connects to `addr`: `host:port`, or a URL `http://host:port`.
     pub async fn connect(addr: &str) -> Result<Self, Error> {
-        let url = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let ep = Endpoint::from_shared(url.clone())
+        Self::connect_tls(addr, None).await
+    }
+
+    /// Connects to `addr` over TLS when `tls` is given (a server run with `--grpc.tls-*`).
+    pub async fn connect_tls(
+        addr: &str,
+        tls: Option<&trawl_proto::tls::ClientTls>,
+    ) -> Result<Self, Error> {
+        let ep = trawl_proto::tls::endpoint(addr, tls)
             .map_err(|e| Error::Address(addr.to_owned(), e.to_string()))?
             .connect_timeout(Duration::from_secs(10));
         let ch = ep.connect().await?;

@@ -110,6 +110,9 @@ pub enum Error {
     /// A response that breaks the contract (e.g. an unknown result type).
     #[error("invalid response: {0}")]
     Response(String),
+    /// The server's TLS configuration cannot be used.
+    #[error("{0}")]
+    Tls(#[from] trawl_proto::tls::TlsError),
 }
 
 impl Error {
@@ -131,7 +134,7 @@ impl Error {
     pub fn error_type(&self) -> ErrorType {
         match self {
             Self::Api { error_type, .. } => *error_type,
-            Self::Storage(_) | Self::Response(_) => ErrorType::Internal,
+            Self::Storage(_) | Self::Response(_) | Self::Tls(_) => ErrorType::Internal,
             Self::Transport(_) | Self::Address(..) => ErrorType::Unavailable,
         }
     }
@@ -140,7 +143,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Self::Api { code, .. } => *code,
-            Self::Storage(_) | Self::Response(_) => Code::Internal,
+            Self::Storage(_) | Self::Response(_) | Self::Tls(_) => Code::Internal,
             Self::Transport(_) | Self::Address(..) => Code::Unavailable,
         }
     }

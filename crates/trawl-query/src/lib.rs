@@ -39,7 +39,7 @@ pub use convert::{ResultCollector, instant_response};
 pub use error::{ERROR_TYPE_METADATA, Error, ErrorType};
 pub use server::{
     MAX_POINTS_PER_SERIES, MAX_TIME_MS, MIN_TIME_MS, QueryOptions, QueryService, parse_selectors,
-    serve, service,
+    serve, serve_with_limits, service,
 };
 pub use source::QueryableLabels;
 /// The generated server type, for callers composing routers.

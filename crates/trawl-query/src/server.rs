@@ -106,6 +106,35 @@ pub async fn serve(
     Ok(())
 }
 
+/// [`serve`] behind a role's gRPC limits (`trawl querier`): a global concurrency limit
+/// that sheds with RESOURCE_EXHAUSTED once `--grpc.max-concurrent-requests` calls run, and
+/// the shorter of `--grpc.request-timeout` and `--query.timeout` plus a second. Evaluation
+/// itself still waits for one of `max_concurrency` slots inside the service.
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    queryable: Arc<dyn Queryable>,
+    labels: Arc<dyn LabelSource>,
+    opts: QueryOptions,
+    limits: &trawl_proto::server::GrpcLimits,
+    tls: Option<&tonic::transport::ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let timeout = opts
+        .engine
+        .timeout
+        .saturating_add(Duration::from_secs(1))
+        .min(limits.request_timeout.as_std());
+    trawl_proto::tls::with_tls(limits.server(), tls)?
+        .timeout(timeout)
+        .add_service(service(queryable, labels, opts))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
+
 impl QueryService {
     pub fn new(
         queryable: Arc<dyn Queryable>,

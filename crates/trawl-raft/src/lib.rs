@@ -8,7 +8,8 @@
 //!   state persisted as a snapshot file so a restart resumes the same epoch;
 //! - [`RaftNode`] (openraft 0.9): a static group of replicas from `--raft.peers`, Raft
 //!   traffic on the `trawl.v1.Raft` gRPC service that shares each replica's gRPC port
-//!   ([`RaftNode::grpc_service`]).
+//!   ([`RaftNode::grpc_service`]); with `RaftConfig::tls` (the `--grpc.tls-*` flags) peers
+//!   are dialled over TLS, presenting the replica's certificate.
 //!
 //! Invariants every implementation keeps:
 //! - [`StateMachine::apply`] is called exactly once per committed command, in log order, on

@@ -27,7 +27,8 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+use trawl_proto::tls::ClientTls;
 use trawl_proto::v1::RaftMessage;
 use trawl_proto::v1::raft_client::RaftClient;
 
@@ -42,13 +43,15 @@ pub(crate) const MAX_MESSAGE: usize = 64 << 20;
 pub(crate) struct Network {
     pub(crate) connect_timeout: Duration,
     pub(crate) channels: HashMap<u64, (String, Channel)>,
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl Network {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, tls: Option<ClientTls>) -> Self {
         Network {
             connect_timeout,
             channels: HashMap::new(),
+            tls,
         }
     }
 
@@ -58,13 +61,8 @@ impl Network {
         {
             return Ok(ch.clone());
         }
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let ch = Endpoint::from_shared(uri)
-            .map_err(|e| format!("peer {target} address {addr:?}: {e}"))?
+        let ch = trawl_proto::tls::endpoint(addr, self.tls.as_ref())
+            .map_err(|e| format!("peer {target}: {e}"))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();

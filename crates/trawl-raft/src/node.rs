@@ -58,6 +58,8 @@ pub struct RaftConfig {
     pub propose_timeout: Duration,
     /// Deadline to open a connection to a peer.
     pub connect_timeout: Duration,
+    /// TLS of the connections to peers (`--grpc.tls-*`); `None` dials plaintext.
+    pub tls: Option<trawl_proto::tls::ClientTls>,
 }
 
 impl RaftConfig {
@@ -73,6 +75,7 @@ impl RaftConfig {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             propose_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_millis(500),
+            tls: None,
         }
     }
 
@@ -175,7 +178,7 @@ impl<S: StateMachine> RaftNode<S> {
         let raft = Raft::new(
             cfg.id,
             Arc::new(rcfg),
-            Network::new(cfg.connect_timeout),
+            Network::new(cfg.connect_timeout, cfg.tls.clone()),
             log,
             sm,
         )

@@ -508,7 +508,7 @@ async fn an_unreachable_peer_is_reported_as_unreachable() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut net = crate::network::Network::new(Duration::from_millis(500));
+    let mut net = crate::network::Network::new(Duration::from_millis(500), None);
     let mut client = net.new_client(2, &crate::BasicNode::new(addr)).await;
     let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 1), None);
     let err = client

@@ -256,6 +256,8 @@ pub struct FollowOptions {
     pub backoff_max: Duration,
     /// Bound on connecting and on each unary call.
     pub rpc_timeout: Duration,
+    /// TLS to the coordinators (`--grpc.tls-*`); `None` dials plaintext.
+    pub tls: Option<trawl_proto::tls::ClientTls>,
 }
 
 impl FollowOptions {
@@ -270,6 +272,7 @@ impl FollowOptions {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             rpc_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -329,14 +332,6 @@ impl std::fmt::Debug for Follower {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its data consistent before it could panic.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn endpoint_uri(addr: &str) -> String {
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
 }
 
 /// Writes `bytes` to `dir/name` atomically (temp file, fsync, rename).
@@ -612,7 +607,7 @@ impl Follower {
         addr: &str,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), SessionError> {
-        let ep = tonic::transport::Endpoint::from_shared(endpoint_uri(addr))
+        let ep = trawl_proto::tls::endpoint(addr, self.opts.tls.as_ref())
             .map_err(|e| SessionError::Connect(e.to_string()))?
             .connect_timeout(self.opts.rpc_timeout);
         let channel = match tokio::time::timeout(self.opts.rpc_timeout, ep.connect()).await {

@@ -81,6 +81,9 @@ pub enum WorkerError {
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// A `--grpc.tls-*` flag or file cannot be used.
+    #[error("{0}")]
+    Tls(#[from] trawl_proto::tls::TlsError),
     /// Runtime problem (a task panicked, no runtime).
     #[error("{0}")]
     Runtime(String),
@@ -121,6 +124,14 @@ pub struct WorkerArgs {
     /// Zone of this worker, for zone-aware replica placement.
     #[arg(long = "worker.zone", default_value = "")]
     pub worker_zone: String,
+    /// Limits of the Store gRPC server (`--grpc.max-concurrent-requests`,
+    /// `--grpc.request-timeout`).
+    #[command(flatten)]
+    pub grpc_limits: trawl_proto::server::GrpcLimits,
+    /// TLS of the Store gRPC server and of the connection to the coordinators
+    /// (`--grpc.tls-cert-file`, `--grpc.tls-key-file`, `--grpc.tls-ca-file`).
+    #[command(flatten)]
+    pub tls: trawl_proto::tls::TlsFlags,
 }
 
 fn parse_duration(s: &str) -> Result<PromDuration, String> {
@@ -219,6 +230,12 @@ impl WorkerArgs {
         );
         put("worker.id", self.worker_id.clone().unwrap_or_default());
         put("worker.zone", self.worker_zone.clone());
+        for (k, v) in self.grpc_limits.flags() {
+            put(k, v);
+        }
+        for (k, v) in self.tls.flags() {
+            put(k, v);
+        }
         m
     }
 
@@ -250,6 +267,7 @@ impl WorkerArgs {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting trawl worker");
+        let tls = self.tls.load()?;
         let dir = self.storage_path.clone();
         std::fs::create_dir_all(&dir).map_err(|source| WorkerError::Io {
             path: dir.clone(),
@@ -307,11 +325,9 @@ impl WorkerArgs {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let follower = Arc::new(Follower::new(
-            FollowOptions::new(coordinators, register, dir.clone()),
-            storage.clone(),
-            scrape,
-        ));
+        let mut follow_opts = FollowOptions::new(coordinators, register, dir.clone());
+        follow_opts.tls = tls.as_ref().map(|t| t.client().clone());
+        let follower = Arc::new(Follower::new(follow_opts, storage.clone(), scrape));
         if let Err(e) = follower.resume().await {
             // A bad file must not keep the worker down: the coordinator sends a fresh one.
             tracing::warn!(error = %e, "cannot resume the persisted assignment");
@@ -338,8 +354,12 @@ impl WorkerArgs {
         });
         let mut grpc_stop = stop_rx.clone();
         let grpc_storage = storage.clone();
+        let mut grpc_server = trawl_proto::tls::with_tls(
+            self.grpc_limits.server(),
+            tls.as_ref().map(|t| t.server()),
+        )?;
         let grpc_task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            grpc_server
                 .add_service(store_server(grpc_storage))
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(grpc_l),

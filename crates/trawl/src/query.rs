@@ -48,6 +48,10 @@ struct Common {
     /// Give up after this long (Prometheus duration, e.g. 30s).
     #[arg(long)]
     timeout: Option<String>,
+    /// TLS to a server run with `--grpc.tls-*`: the same three flags, the client presenting
+    /// the certificate and verifying the server against the CA.
+    #[command(flatten)]
+    tls: trawl_proto::tls::TlsFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,7 +160,15 @@ impl QueryArgs {
                 return ExitCode::from(2);
             }
         };
-        match rt.block_on(execute(&common.addr, timeout, req)) {
+        let tls = match common.tls.load() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let client_tls = tls.as_ref().map(|t| t.client());
+        match rt.block_on(execute(&common.addr, client_tls, timeout, req)) {
             Ok(out) => {
                 let (stdout, warnings) = match common.output {
                     Output::Json => (out.json(), Vec::new()),
@@ -298,8 +310,13 @@ enum Outcome {
     Series(Listing<Labels>),
 }
 
-async fn execute(addr: &str, timeout: Option<Duration>, req: Request) -> anyhow::Result<Outcome> {
-    let mut c = Client::connect(addr)
+async fn execute(
+    addr: &str,
+    tls: Option<&trawl_proto::tls::ClientTls>,
+    timeout: Option<Duration>,
+    req: Request,
+) -> anyhow::Result<Outcome> {
+    let mut c = Client::connect_tls(addr, tls)
         .await
         .with_context(|| format!("connecting to {addr}"))?
         .with_timeout(timeout);
