@@ -253,6 +253,22 @@ fn wait_settled(c: &Cluster, targets: usize, quiet: Duration, within: Duration) 
     }
 }
 
+/// With R=1: waits until `want` is placed and the placement has settled (see
+/// [`wait_settled`]), then returns the epoch and each target's owners.
+fn settled_owners(
+    c: &Cluster,
+    want: &BTreeSet<String>,
+) -> Result<(u64, BTreeMap<String, BTreeSet<String>>)> {
+    wait_placed(c, want, 1, Duration::from_secs(90))?;
+    let epoch = wait_settled(
+        c,
+        want.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )?;
+    Ok((epoch, owner_of(&worker_targets(c)?)))
+}
+
 /// For 6 s (three heartbeat timeouts of the tests' coordinators), every look finds each
 /// target on the workers of `owners`, and `also` holds.
 fn hold_owners(
@@ -314,16 +330,9 @@ fn joining_worker_takes_its_share_and_moved_targets_miss_no_scrape() -> Result<(
     let mut c = ClusterBuilder::new(&config(&exps, "2s"))
         .workers(4)
         .start()?;
-    wait_placed(&c, &want, 1, Duration::from_secs(90))?;
     // The placement that follows from the first reported series counts (weights) is the
     // one the join starts from: a move caused by those weights is not the join's.
-    wait_settled(
-        &c,
-        want.len(),
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )?;
-    let before = owner_of(&worker_targets(&c)?);
+    let (_, before) = settled_owners(&c, &want)?;
     // Some history on the first owners before the join.
     let q = &c.queriers[0];
     eventually("history before the join", Duration::from_secs(60), || {
@@ -451,14 +460,7 @@ fn killing_the_raft_leader_elects_another_and_moves_nothing() -> Result<()> {
         .coordinators(3)
         .workers(2)
         .start()?;
-    wait_placed(&c, &want, 1, Duration::from_secs(90))?;
-    let epoch0 = wait_settled(
-        &c,
-        want.len(),
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )?;
-    let owners = owner_of(&worker_targets(&c)?);
+    let (epoch0, owners) = settled_owners(&c, &want)?;
     let leader = eventually("a leader", Duration::from_secs(30), || Ok(c.leader()))?;
     let scrapes0: Vec<u64> = exps.iter().map(Exporter::requests).collect();
     c.coordinators[leader].kill()?;
@@ -510,14 +512,7 @@ fn partitioned_leader_is_replaced_and_nothing_moves() -> Result<()> {
         .coordinators(3)
         .workers(2)
         .start()?;
-    wait_placed(&c, &want, 1, Duration::from_secs(90))?;
-    wait_settled(
-        &c,
-        want.len(),
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )?;
-    let owners = owner_of(&worker_targets(&c)?);
+    let (_, owners) = settled_owners(&c, &want)?;
     let leader = eventually("a leader", Duration::from_secs(30), || Ok(c.leader()))?;
     let old_id = leader as u64 + 1;
     let name = c.coordinators[leader].name.clone();

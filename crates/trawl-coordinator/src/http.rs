@@ -114,7 +114,6 @@ async fn fetch_worker_pages(
         let res = async {
             client
                 .get(&url)
-                .timeout(WORKER_PAGE_TIMEOUT)
                 .send()
                 .await?
                 .error_for_status()?

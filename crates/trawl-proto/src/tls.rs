@@ -78,21 +78,11 @@ pub struct Tls {
     mutual: bool,
 }
 
-/// The client side: trust anchors for servers and the identity presented to them. Two are
-/// equal when built from the same PEM contents.
+/// The client side: trust anchors for servers and the identity presented to them.
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     config: ClientTlsConfig,
-    pems: std::sync::Arc<[Vec<u8>; 3]>,
 }
-
-impl PartialEq for ClientTls {
-    fn eq(&self, other: &Self) -> bool {
-        self.pems == other.pems
-    }
-}
-
-impl Eq for ClientTls {}
 
 impl TlsFlags {
     /// Flags as `/api/v1/status/flags` shows them (empty when unset, as Prometheus does).
@@ -139,15 +129,14 @@ impl TlsFlags {
         check_key(key, &key_pem)?;
         let identity = Identity::from_pem(&cert_pem, &key_pem);
 
-        let (roots_pem, mutual) = match &self.ca_file {
+        let (roots, mutual) = match &self.ca_file {
             Some(ca) => {
                 let ca_pem = read("--grpc.tls-ca-file", ca)?;
                 check_certs("--grpc.tls-ca-file", ca, &ca_pem)?;
-                (ca_pem, true)
+                (Certificate::from_pem(ca_pem), true)
             }
-            None => (cert_pem.clone(), false),
+            None => (Certificate::from_pem(&cert_pem), false),
         };
-        let roots = Certificate::from_pem(&roots_pem);
 
         let mut server = ServerTlsConfig::new().identity(identity.clone());
         if mutual {
@@ -167,10 +156,7 @@ impl TlsFlags {
             .identity(identity);
         Ok(Some(Tls {
             server,
-            client: ClientTls {
-                config: client,
-                pems: std::sync::Arc::new([roots_pem, cert_pem, key_pem]),
-            },
+            client: ClientTls { config: client },
             mutual,
         }))
     }

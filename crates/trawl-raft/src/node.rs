@@ -33,7 +33,7 @@ pub const DEFAULT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(2000);
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
 
 /// How one replica of a static group runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RaftConfig {
     /// This replica's id (`--raft.id`); must be a key of `peers`.
     pub id: u64,
