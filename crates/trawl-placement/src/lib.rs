@@ -32,13 +32,18 @@
 //!
 //! # Minimal movement
 //!
-//! With a previous plan, a target keeps each previous owner that is still present and within its
-//! bound (checked in target-id order). The one other reason to leave an owner is consistent
-//! hashing's own movement on a join: when workers absent from the previous plan are among the
-//! target's ideal owners (the first R zone-spread candidates, ignoring bounds), that many previous
-//! owners that are not ideal give up their slot (the last such in owner order, so the primary
-//! stays when it can). Everything else is kept, so a leave moves only the leaver's replicas and a
-//! join moves about `1/(N+1)` of all replicas.
+//! With a previous plan, a target keeps each previous owner that is still present unless that
+//! owner is above its (new) bound, which then sheds its excess: first the targets consistent
+//! hashing would give a newcomer anyway, then its highest target ids. The one other reason to
+//! leave an owner is consistent hashing's own movement on a join: when workers absent from the
+//! previous plan are among the target's ideal owners (the first R zone-spread candidates,
+//! ignoring bounds), that many previous owners that are not ideal give up their slot (the last
+//! such in owner order, so the primary stays when it can) — in target-id order, and only while
+//! the load moved so far is within the newcomers' fair share (their capacity's part of the total
+//! load, no slack). Without that cap a join would move as many targets as hash onto the
+//! newcomer, a binomial count whose tail on small clusters is well above the share. Everything
+//! else is kept, so a leave moves only the leaver's replicas and a join moves at most
+//! `max(fair share, the excess over the new bounds)`, about `1/(N+1)` of all replicas.
 //!
 //! # Invariants
 //!
@@ -514,41 +519,32 @@ pub fn assign(
             .iter()
             .map(|w| !prev.workers.contains_key(&w.id))
             .collect();
-        let any_new = is_new.iter().any(|&n| n);
-        for (ti, t) in targets.iter().enumerate() {
-            let Some(prev_owners) = prev.owners.get(&t.id) else {
-                continue;
-            };
-            let mut kept: Vec<usize> = Vec::with_capacity(r);
-            for o in prev_owners {
-                if let Some(&w) = index.get(o.as_str())
-                    && !kept.contains(&w)
-                    && kept.len() < r
-                {
-                    kept.push(w);
-                }
-            }
-            if any_new && !kept.is_empty() {
-                let ideal = st.ideal(t.id, r);
-                let allowed = r - ideal.iter().filter(|&&w| is_new[w]).count();
-                while kept.len() > allowed {
-                    match kept.iter().rposition(|w| !ideal.contains(w)) {
-                        Some(i) => {
-                            kept.remove(i);
-                        }
-                        None => break,
+        // The newcomers' fair share (no slack): what consistent hashing may move to them.
+        let quota: u64 = workers
+            .iter()
+            .zip(&is_new)
+            .filter(|(_, new)| **new)
+            .map(|(w, _)| {
+                let share = total_load as f64 * w.capacity.unwrap_or(1.0) / total_capacity;
+                (share + share.max(1.0) * 1e-12).floor().max(0.0) as u64
+            })
+            .sum();
+        let kept: Vec<Vec<usize>> = targets
+            .iter()
+            .map(|t| {
+                let mut kept: Vec<usize> = Vec::with_capacity(r);
+                for o in prev.owners.get(&t.id).into_iter().flatten() {
+                    if let Some(&w) = index.get(o.as_str())
+                        && !kept.contains(&w)
+                        && kept.len() < r
+                    {
+                        kept.push(w);
                     }
                 }
-            }
-            let cost = t.cost();
-            for w in kept {
-                let n = &mut st.nodes[w];
-                if n.load.saturating_add(cost) <= n.bound {
-                    n.load = n.load.saturating_add(cost);
-                    owners[ti].push(w);
-                }
-            }
-        }
+                kept
+            })
+            .collect();
+        owners = keep_previous(&mut st, &targets, kept, &is_new, r, quota);
     }
 
     // Phase 2: fill the empty slots, heaviest targets first so they find room.
@@ -607,6 +603,112 @@ pub fn assign(
     }
     plan.diff = diff(previous, &plan.owners);
     Ok(plan)
+}
+
+/// Phase 1 of [`assign`]: which previous owners (`kept`, per target, the ones still present)
+/// keep their slot. Adds the survivors to the node loads and returns them.
+///
+/// Two reasons take a slot away. A worker above its (new) bound must shed the excess; it sheds
+/// first the targets consistent hashing would hand to a newcomer anyway, then its highest ids.
+/// And on a join, a target whose ideal owners include a newcomer leaves a non-ideal owner, but
+/// only while the load moved so far stays within the newcomers' fair share (`quota`): the count
+/// of targets whose ideal owner is the newcomer is binomial around that share, and without the
+/// cap a join would move up to its tail (26 of 100 where the share is 20).
+fn keep_previous(
+    st: &mut State,
+    targets: &[&Target],
+    kept: Vec<Vec<usize>>,
+    is_new: &[bool],
+    r: usize,
+    quota: u64,
+) -> Vec<Vec<usize>> {
+    let n = st.nodes.len();
+    let mut ideal_drop: Vec<Vec<usize>> = vec![Vec::new(); targets.len()];
+    if is_new.iter().any(|&x| x) {
+        for (ti, t) in targets.iter().enumerate() {
+            if kept[ti].is_empty() {
+                continue;
+            }
+            let ideal = st.ideal(t.id, r);
+            let allowed = r - ideal.iter().filter(|&&w| is_new[w]).count();
+            let mut k = kept[ti].clone();
+            while k.len() > allowed {
+                match k.iter().rposition(|w| !ideal.contains(w)) {
+                    Some(i) => ideal_drop[ti].push(k.remove(i)),
+                    None => break,
+                }
+            }
+        }
+    }
+    let mut load = vec![0u64; n];
+    let mut per_worker: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (ti, ks) in kept.iter().enumerate() {
+        for &w in ks {
+            load[w] = load[w].saturating_add(targets[ti].cost());
+            per_worker[w].push(ti);
+        }
+    }
+    let mut s = Shed {
+        kept,
+        ideal_drop,
+        load,
+        moved: 0,
+    };
+    for (w, mine) in per_worker.into_iter().enumerate() {
+        let bound = st.nodes[w].bound;
+        if s.load[w] <= bound {
+            continue;
+        }
+        for &ti in &mine {
+            if s.load[w] <= bound {
+                break;
+            }
+            if s.ideal_drop[ti].contains(&w) {
+                s.drop(ti, w, targets[ti].cost());
+            }
+        }
+        for &ti in mine.iter().rev() {
+            if s.load[w] <= bound {
+                break;
+            }
+            if s.kept[ti].contains(&w) {
+                s.drop(ti, w, targets[ti].cost());
+            }
+        }
+    }
+    for (ti, t) in targets.iter().enumerate() {
+        let cost = t.cost();
+        for w in s.ideal_drop[ti].clone() {
+            if s.moved.saturating_add(cost) <= quota {
+                s.drop(ti, w, cost);
+            }
+        }
+    }
+    let kept = s.kept;
+    for (ti, ks) in kept.iter().enumerate() {
+        for &w in ks {
+            let node = &mut st.nodes[w];
+            node.load = node.load.saturating_add(targets[ti].cost());
+        }
+    }
+    kept
+}
+
+/// The slots [`keep_previous`] takes away, and what that moved.
+struct Shed {
+    kept: Vec<Vec<usize>>,
+    ideal_drop: Vec<Vec<usize>>,
+    load: Vec<u64>,
+    moved: u64,
+}
+
+impl Shed {
+    fn drop(&mut self, ti: usize, w: usize, cost: u64) {
+        self.kept[ti].retain(|&x| x != w);
+        self.ideal_drop[ti].retain(|&x| x != w);
+        self.load[w] -= cost.min(self.load[w]);
+        self.moved = self.moved.saturating_add(cost);
+    }
 }
 
 /// How many full workers [`repair`] tries before giving up and overflowing.

@@ -203,6 +203,50 @@ fn join_moves_about_one_over_n_plus_one() {
         "join: moved fraction x (N+1), average over {instances} instances = {avg:.4}, worst = {worst:.4}"
     );
     assert!(avg <= 1.1, "average moved fraction {avg} x (N+1) > 1.1");
+    assert!(
+        worst <= 1.1,
+        "a join moved {worst} x 1/(N+1) of all replicas"
+    );
+}
+
+/// The cluster test's case, over many target sets: 100 targets on 4 workers, a 5th joins. Every
+/// single join (not just the average) moves at most 1.1 × the joiner's fair share, and the
+/// joiner ends within its bound.
+#[test]
+fn every_small_join_stays_within_its_fair_share() {
+    let mut seed = 0x6a6f_696e;
+    let mut worst = 0;
+    for r in [1, 2] {
+        let params = Params {
+            replication: r,
+            ..Params::default()
+        };
+        let limit = (1.1 * (100 * r) as f64 / 5.0).floor() as usize;
+        for _ in 0..300 {
+            let targets: Vec<Target> = (0..100).map(|_| Target::new(splitmix(&mut seed))).collect();
+            let ws = workers(4, 0);
+            let before = assign(&targets, &ws, None, &params).unwrap();
+            let mut joined = ws.clone();
+            joined.push(Worker::new("joiner"));
+            let after = assign(&targets, &joined, Some(&before), &params).unwrap();
+            check_owner_counts(&after, &targets, 5, r);
+            let moved = after.diff.moved_assignments();
+            worst = worst.max(moved * 100 / (100 * r));
+            assert!(
+                moved <= limit,
+                "R={r}: {moved} of {} replicas moved (limit {limit})",
+                100 * r
+            );
+            let j = &after.workers["joiner"];
+            assert!(
+                j.load <= j.bound,
+                "joiner load {} above its bound {}",
+                j.load,
+                j.bound
+            );
+        }
+    }
+    println!("join of a 5th worker to 100 targets: worst {worst}% of replicas moved");
 }
 
 proptest! {
