@@ -4,7 +4,12 @@
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // The run-time variable, not `env!`: cargo does not rebuild a build script when the same
+    // workspace is cloned at another path sharing the target directory, so a compile-time path
+    // would name the other clone.
+    let root =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR unset")?)
+            .join("../../proto");
     let mut files = Vec::new();
     collect(&root, &mut files)?;
     files.sort();

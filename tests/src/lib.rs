@@ -9,8 +9,7 @@ pub fn shared_dir() -> PathBuf {
     if let Ok(p) = std::env::var("TRAWL_SHARED") {
         return PathBuf::from(p);
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.join("..").join("..").join("shared")
+    manifest_dir().join("..").join("..").join("shared")
 }
 
 /// A path under `shared/conformance/`.
@@ -20,7 +19,16 @@ pub fn conformance(rel: &str) -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
+}
+
+/// This package's directory, read when the test runs: a target directory shared between clones
+/// at different paths keeps binaries whose compile-time `env!("CARGO_MANIFEST_DIR")` names
+/// another clone (cargo fingerprints path packages relative to the workspace, so they are not
+/// rebuilt), while `cargo test` always sets the variable for the running test.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 pub mod cluster;
