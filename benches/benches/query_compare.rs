@@ -423,6 +423,9 @@ fn start_trawl(rt: &tokio::runtime::Runtime, store: Arc<RocksStorage>) -> Res<So
 #[derive(Default)]
 struct Answer {
     series: HashMap<String, Vec<f64>>,
+    /// Every value per evaluation timestamp (ms), whatever its series: when answers differ
+    /// in which series they hold (`topk` among equal values), the values still compare.
+    steps: std::collections::BTreeMap<i64, Vec<f64>>,
     points: usize,
 }
 
@@ -441,14 +444,22 @@ fn parse_answer(body: &[u8]) -> Res<Answer> {
     for s in v["data"]["result"].as_array().ok_or("no result array")? {
         // serde_json's map is ordered by key, so equal label sets print equally.
         let key = s["metric"].to_string();
-        let vals: Vec<f64> = match (s.get("values"), s.get("value")) {
+        let pts: Vec<&serde_json::Value> = match (s.get("values"), s.get("value")) {
             (Some(vs), _) => vs
                 .as_array()
-                .map(|a| a.iter().map(num).collect())
+                .map(|a| a.iter().collect())
                 .unwrap_or_default(),
-            (None, Some(p)) => vec![num(p)],
+            (None, Some(p)) => vec![p],
             (None, None) => Vec::new(),
         };
+        let vals: Vec<f64> = pts.iter().map(|p| num(p)).collect();
+        for p in &pts {
+            let t = p.get(0).and_then(|t| t.as_f64()).unwrap_or(f64::NAN);
+            a.steps
+                .entry((t * 1e3).round() as i64)
+                .or_default()
+                .push(num(p));
+        }
         a.points += vals.len();
         a.series.insert(key, vals);
     }
@@ -484,6 +495,41 @@ fn compare(t: &Answer, p: &Answer) -> (f64, usize) {
         .filter(|k| !p.series.contains_key(*k))
         .count();
     (worst, unmatched)
+}
+
+/// Per evaluation timestamp, the sorted values of each answer side by side: how many
+/// timestamps hold different values (count or value), and the largest relative difference.
+fn compare_steps(t: &Answer, p: &Answer) -> (usize, f64) {
+    let mut differ = 0;
+    let mut worst = 0f64;
+    let keys: std::collections::BTreeSet<&i64> = t.steps.keys().chain(p.steps.keys()).collect();
+    for k in keys {
+        let (Some(a), Some(b)) = (t.steps.get(k), p.steps.get(k)) else {
+            differ += 1;
+            continue;
+        };
+        let (mut a, mut b) = (a.clone(), b.clone());
+        a.sort_by(|x, y| x.total_cmp(y));
+        b.sort_by(|x, y| x.total_cmp(y));
+        if a.len() != b.len() {
+            differ += 1;
+            continue;
+        }
+        let mut d_step = 0f64;
+        for (x, y) in a.iter().zip(&b) {
+            let d = if x == y || (x.is_nan() && y.is_nan()) {
+                0.0
+            } else {
+                (x - y).abs() / x.abs().max(y.abs()).max(f64::MIN_POSITIVE)
+            };
+            d_step = d_step.max(d);
+        }
+        if d_step > 1e-9 {
+            differ += 1;
+        }
+        worst = worst.max(d_step);
+    }
+    (differ, worst)
 }
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
@@ -636,12 +682,14 @@ fn run(base: &Path, counters: usize, runs: usize) -> Res<()> {
             let check = match (parse_answer(&tb), parse_answer(&pb)) {
                 (Ok(ta), Ok(pa)) => {
                     let (worst, unmatched) = compare(&ta, &pa);
+                    let (steps_differ, step_worst) = compare_steps(&ta, &pa);
                     format!(
-                        "{}/{} vs {}/{}, {unmatched} unmatched, max rel diff {worst:.2e}",
+                        "{}/{} vs {}/{}, {unmatched} unmatched, max rel diff {worst:.2e}; per step values: {steps_differ} of {} differ, max rel diff {step_worst:.2e}",
                         ta.series.len(),
                         ta.points,
                         pa.series.len(),
-                        pa.points
+                        pa.points,
+                        ta.steps.len().max(pa.steps.len())
                     )
                 }
                 (Err(e), _) => format!("trawl answer unreadable: {e}"),
