@@ -148,15 +148,29 @@ fn http_get(addr: SocketAddr, path: &str) -> Res<String> {
     Ok(body.to_string())
 }
 
-/// The value of an unlabeled sample of `name` in a (possibly chunked) text body.
+/// The sum over every sample of `name` in a (possibly chunked) text body, labeled or not:
+/// Prometheus 2.42 splits its appended-samples counter by `type` (float, histogram).
 fn metric(addr: SocketAddr, name: &str) -> Res<f64> {
     let body = http_get(addr, "/metrics")?;
+    let mut sum = None;
     for l in body.lines() {
-        if let Some(v) = l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')) {
-            return Ok(v.trim().parse()?);
-        }
+        let Some(rest) = l.strip_prefix(name) else {
+            continue;
+        };
+        let value = if let Some(v) = rest.strip_prefix(' ') {
+            v
+        } else if rest.starts_with('{') {
+            match rest.rsplit_once("} ") {
+                Some((_, v)) => v,
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        let v: f64 = value.split_whitespace().next().unwrap_or("").parse()?;
+        *sum.get_or_insert(0.0) += v;
     }
-    Err(format!("{name} not found").into())
+    sum.ok_or_else(|| format!("{name} not found").into())
 }
 
 struct Proc {

@@ -19,7 +19,7 @@
 //! the `wal` records after it, which rebuilds the head bit for bit (sealing is a pure
 //! function of the samples, so replay re-seals the same chunks under the same keys). A
 //! checkpoint, taken when the records since the last one exceed
-//! [`RocksOptions::checkpoint_bytes`], writes every open chunk and range-deletes the replayed
+//! [`RocksOptions::checkpoint_bytes`] or 256 bytes per head series (whichever is larger), writes every open chunk and range-deletes the replayed
 //! records in one batch. We chose RocksDB's WAL over a log of our own: one atomic write
 //! covers samples, sealed chunks and the checkpoint together, so there is no second file to
 //! keep consistent with the database. Measured (`benches/benches/storage_compare.rs`, 2 shared cores): an
@@ -88,6 +88,9 @@ const META_WATERMARK: &[u8] = b"watermark";
 /// The head's newest timestamp at the last checkpoint: after a restart the too-old bound and
 /// the read path must not depend on which series happen to be in the head.
 const META_MAX_T: &[u8] = b"max_t";
+
+/// See [`Inner::checkpoint_threshold`].
+const CHECKPOINT_LOG_BYTES_PER_SERIES: u64 = 256;
 
 /// RocksDB-specific options.
 #[derive(Clone, Debug)]
@@ -497,6 +500,18 @@ impl Inner {
     /// that a newer checkpointed chunk already holds (it is out of order or a duplicate
     /// there), and a GC'd series keeps its old checkpoint entry until the last batch, so it
     /// is rebuilt exactly as before and its GC-sealed chunk is rewritten under the same key.
+    /// Log bytes that trigger a checkpoint: the configured floor, or more with a large head.
+    /// A checkpoint rewrites every open chunk (~100 bytes per head series), so a fixed
+    /// threshold makes its cost grow with the head: at 500k series and 100k samples/s a
+    /// 32 MiB threshold rewrote the whole head every ~30 s. Scaling with the series count
+    /// keeps the checkpoint's share of the write volume fixed (the log since the last one
+    /// holds about 25 samples per series at ~10 bytes each, against one open chunk each),
+    /// and bounds replay on open to about that many samples per series.
+    fn checkpoint_threshold(&self, st: &State) -> u64 {
+        let per_series = CHECKPOINT_LOG_BYTES_PER_SERIES.saturating_mul(st.head.series_count());
+        self.ropts.checkpoint_bytes.max(per_series)
+    }
+
     fn checkpoint(&self, st: &mut State) -> Result<HeadGcReport, StorageError> {
         if let Some(p) = &st.poisoned {
             return Err(StorageError::Poisoned(p.clone()));
@@ -765,7 +780,7 @@ impl Appender for RocksAppender<'_> {
             if let Some(p) = min_sealed {
                 st.min_partition = Some(st.min_partition.map_or(p, |m| m.min(p)));
             }
-            if st.wal_bytes >= inner.ropts.checkpoint_bytes {
+            if st.wal_bytes >= inner.checkpoint_threshold(&st) {
                 inner.checkpoint(&mut st)?;
             }
         }
@@ -911,13 +926,17 @@ impl RocksQuerier<'_> {
         let chunks_cf = inner.cf(CF_CHUNKS)?;
         let p_hi = partition_of(maxt.min(head_max), pms);
         let p_lo = partition_of(mint, pms).max(minp.unwrap_or(i64::MAX));
-        let db = &inner.db;
+        // One iterator for every series: creating one per series costs more than the seek.
+        let mut it = inner.db.raw_iterator_cf(chunks_cf);
         let iter = cands.into_iter().filter_map(move |c| {
             let res = (|| -> Result<Option<Series>, StorageError> {
                 let mut chunks = Vec::new();
                 let open_min = c.open.as_ref().map(|o| o.min_t);
-                if p_lo <= p_hi {
-                    let mut it = db.raw_iterator_cf(chunks_cf);
+                // Sealed chunks all end before the open one starts: when the open chunk
+                // already covers `mint` (an instant query's lookback, usually), RocksDB holds
+                // nothing for this read and the seeks are skipped.
+                let head_covers = open_min.is_some_and(|o| o <= mint);
+                if p_lo <= p_hi && !head_covers {
                     for p in p_lo..=p_hi {
                         let prefix = chunk_key(p, c.id, i64::MIN);
                         it.seek(prefix);
