@@ -41,11 +41,7 @@ fn compile(files: &[RelabelConfigFile]) -> Vec<RelabelConfig> {
 fn nginx_keep_rules() -> Vec<RelabelConfig> {
     let shared = std::env::var_os("TRAWL_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_MANIFEST_DIR")
-                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-                .join("../../shared")
-        });
+        .unwrap_or_else(|| trawl_benches::manifest_dir().join("../../shared"));
     let path = shared.join("examples/nginx-exporter-on-worker1.yml");
     let from_file = std::fs::read_to_string(&path).ok().and_then(|text| {
         let doc: serde_norway::Value = serde_norway::from_str(&text).ok()?;

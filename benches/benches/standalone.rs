@@ -93,10 +93,7 @@ fn trawl_bin() -> Res<PathBuf> {
         .and_then(Path::parent)
         .ok_or("bench binary not in <target>/<profile>/deps")?;
     let target_dir = profile_dir.parent().ok_or("no target dir")?;
-    // Read at run time: a shared target directory can hold a binary built in another clone.
-    let root = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..");
+    let root = trawl_benches::manifest_dir().join("..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let st = Command::new(cargo)
         .args(["build", "--release", "-p", "trawl", "--bin", "trawl"])

@@ -606,7 +606,7 @@ pub fn assign(
 }
 
 /// Phase 1 of [`assign`]: which previous owners (`kept`, per target, the ones still present)
-/// keep their slot. Adds the survivors to the node loads and returns them.
+/// keep their slot. Sets the node loads to the survivors' and returns them.
 ///
 /// Two reasons take a slot away. A worker above its (new) bound must shed the excess; it sheds
 /// first the targets consistent hashing would hand to a newcomer anyway, then its highest ids.
@@ -640,27 +640,29 @@ fn keep_previous(
             }
         }
     }
-    let mut load = vec![0u64; n];
+    // The node loads (zero before this phase) start as if every kept owner stayed; each
+    // slot taken away below gives its cost back.
     let mut per_worker: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (ti, ks) in kept.iter().enumerate() {
         for &w in ks {
-            load[w] = load[w].saturating_add(targets[ti].cost());
+            let node = &mut st.nodes[w];
+            node.load = node.load.saturating_add(targets[ti].cost());
             per_worker[w].push(ti);
         }
     }
     let mut s = Shed {
         kept,
         ideal_drop,
-        load,
+        nodes: &mut st.nodes,
         moved: 0,
     };
     for (w, mine) in per_worker.into_iter().enumerate() {
-        let bound = st.nodes[w].bound;
-        if s.load[w] <= bound {
+        let bound = s.nodes[w].bound;
+        if s.nodes[w].load <= bound {
             continue;
         }
         for &ti in &mine {
-            if s.load[w] <= bound {
+            if s.nodes[w].load <= bound {
                 break;
             }
             if s.ideal_drop[ti].contains(&w) {
@@ -668,7 +670,7 @@ fn keep_previous(
             }
         }
         for &ti in mine.iter().rev() {
-            if s.load[w] <= bound {
+            if s.nodes[w].load <= bound {
                 break;
             }
             if s.kept[ti].contains(&w) {
@@ -678,35 +680,29 @@ fn keep_previous(
     }
     for (ti, t) in targets.iter().enumerate() {
         let cost = t.cost();
-        for w in s.ideal_drop[ti].clone() {
+        for w in std::mem::take(&mut s.ideal_drop[ti]) {
             if s.moved.saturating_add(cost) <= quota {
                 s.drop(ti, w, cost);
             }
         }
     }
-    let kept = s.kept;
-    for (ti, ks) in kept.iter().enumerate() {
-        for &w in ks {
-            let node = &mut st.nodes[w];
-            node.load = node.load.saturating_add(targets[ti].cost());
-        }
-    }
-    kept
+    s.kept
 }
 
 /// The slots [`keep_previous`] takes away, and what that moved.
-struct Shed {
+struct Shed<'a> {
     kept: Vec<Vec<usize>>,
     ideal_drop: Vec<Vec<usize>>,
-    load: Vec<u64>,
+    nodes: &'a mut [Node],
     moved: u64,
 }
 
-impl Shed {
+impl Shed<'_> {
     fn drop(&mut self, ti: usize, w: usize, cost: u64) {
         self.kept[ti].retain(|&x| x != w);
         self.ideal_drop[ti].retain(|&x| x != w);
-        self.load[w] -= cost.min(self.load[w]);
+        let node = &mut self.nodes[w];
+        node.load -= cost.min(node.load);
         self.moved = self.moved.saturating_add(cost);
     }
 }
