@@ -39,7 +39,7 @@ impl<'a> Src<'a> {
 }
 
 /// One line: its bytes (without the newline), offset in the body and number.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Line<'a> {
     b: &'a [u8],
     start: usize,
@@ -130,6 +130,28 @@ fn until_blank(b: &[u8], i: usize) -> usize {
         .unwrap_or(rest.len())
 }
 
+/// The index after the `}` closing the label set that opens at `i` (a `{`), skipping quoted
+/// strings with their escapes; `None` when the line ends first. For a label set that
+/// parses, this is where the parse ends: names cannot hold `}` and values are quoted.
+fn label_set_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr2(b'"', b'}', b.get(j..)?)?;
+        if b[k] == b'}' {
+            return Some(k + 1);
+        }
+        let mut q = k + 1;
+        loop {
+            let m = q + memchr2(b'"', b'\\', b.get(q..)?)?;
+            if b[m] == b'"' {
+                j = m + 1;
+                break;
+            }
+            q = m + 2;
+        }
+    }
+}
+
 enum Kind<'a> {
     Type(MetricType),
     Help(Cow<'a, str>),
@@ -177,6 +199,9 @@ pub struct Parser<'a> {
     family: Cow<'a, str>,
     family_type: MetricType,
     strict: Option<Box<Strict>>,
+    lazy: bool,
+    // In lazy mode: the line and brace index of a label set not parsed yet.
+    deferred: Option<(Line<'a>, usize)>,
 }
 
 impl<'a> Parser<'a> {
@@ -200,7 +225,52 @@ impl<'a> Parser<'a> {
             family: Cow::Borrowed(""),
             family_type: MetricType::Unknown,
             strict: opts.strict.then(|| Box::new(Strict::new(format))),
+            lazy: false,
+            deferred: None,
         }
+    }
+
+    /// Lazy labels: series entries come with `raw`, value and timestamp but without their
+    /// labels (`labels` is empty) until [`Parser::parse_labels`] asks for them. A scraper
+    /// that caches by `raw` parses labels only for series it has not seen: a `raw` it has
+    /// seen before came from a line that parsed, and the same bytes parse the same way, so
+    /// skipping them validates nothing less. Errors in a value or timestamp are still
+    /// found at once, and where the labels are wrong too their error is the one reported,
+    /// as without lazy mode. No effect in strict mode (its checks need the labels).
+    pub fn lazy_labels(mut self, on: bool) -> Self {
+        self.lazy = on && self.strict.is_none();
+        self
+    }
+
+    /// Whether the current series entry's labels are still unparsed (lazy mode).
+    pub fn labels_pending(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Parses the labels the last series entry deferred (lazy mode) and returns that entry
+    /// complete; an error ends the walk as it would have without lazy mode. Without
+    /// deferred labels it returns the last series as it is.
+    pub fn parse_labels(&mut self) -> std::result::Result<Series<'_, 'a>, ExpositionError> {
+        if let Some((l, i)) = self.deferred.take()
+            && let Err(e) = self.finish_labels(l, i)
+        {
+            self.done = true;
+            return Err(e);
+        }
+        Ok(self.series())
+    }
+
+    /// Parses a deferred label set into place before any exemplar labels.
+    fn finish_labels(&mut self, l: Line<'a>, i: usize) -> Result<()> {
+        let exemplar: Vec<LabelRef<'a>> = self.labels.drain(..).collect();
+        let mut name = Some(std::mem::take(&mut self.name));
+        let om = self.format == Format::OpenMetrics;
+        self.label_set(l, i, om, false, &mut name)?;
+        self.name = name.unwrap_or_default();
+        self.n_series_labels = self.labels.len();
+        check_unique(&self.labels, l.no)?;
+        self.labels.extend(exemplar);
+        Ok(())
     }
 
     /// The format being parsed.
@@ -531,6 +601,7 @@ impl<'a> Parser<'a> {
         self.n_series_labels = 0;
         self.exemplar = None;
         self.ts = None;
+        self.deferred = None;
         let mut i = start;
         let mut name: Option<Cow<'a, str>> = None;
         if b.get(i).is_some_and(|&c| is_metric_start(c)) {
@@ -540,8 +611,16 @@ impl<'a> Parser<'a> {
             ));
             i = j;
         }
+        let mut deferred = None;
         if b.get(i) == Some(&b'{') {
-            i = self.label_set(l, i, om, false, &mut name)?;
+            match label_set_end(b, i) {
+                // A name inside the braces (`{"name"}`) is only known after parsing them.
+                Some(end) if self.lazy && name.is_some() => {
+                    deferred = Some(i);
+                    i = end;
+                }
+                _ => i = self.label_set(l, i, om, false, &mut name)?,
+            }
         }
         self.raw = &b[start..i];
         self.n_series_labels = self.labels.len();
@@ -549,7 +628,54 @@ impl<'a> Parser<'a> {
             return Err(l.while_parsing("metric name not set".to_owned(), b.len()));
         };
         self.name = name;
-        check_unique(&self.labels, l.no)?;
+        if deferred.is_none() {
+            check_unique(&self.labels, l.no)?;
+        }
+        match self.value_and_tail(l, i, om) {
+            Ok(()) => {}
+            Err(e) => {
+                // Report what the full parse would: the labels' error comes first.
+                if let Some(at) = deferred {
+                    self.finish_labels(l, at)?;
+                }
+                return Err(e);
+            }
+        }
+        self.deferred = deferred.map(|at| (l, at));
+        if self.deferred.is_some() && om && self.is_created() {
+            // `_created` lines are rare; resolve them now so Created entries are complete.
+            if let Some((l, at)) = self.deferred.take() {
+                self.finish_labels(l, at)?;
+            }
+        }
+
+        if let Some(s) = self.strict.as_mut() {
+            let ex = self
+                .exemplar
+                .is_some()
+                .then(|| &self.labels[self.n_series_labels..]);
+            s.sample(
+                &self.name,
+                &self.labels[..self.n_series_labels],
+                self.value,
+                self.ts,
+                ex,
+                l.no,
+            )?;
+        }
+        if om && self.is_created() {
+            return Ok(if self.opts.skip_created {
+                Kind::Skip
+            } else {
+                Kind::Created
+            });
+        }
+        Ok(Kind::Series)
+    }
+
+    /// The value and what follows it (timestamp, exemplar) from `i`, the end of the series.
+    fn value_and_tail(&mut self, l: Line<'a>, mut i: usize, om: bool) -> Result<()> {
+        let b = l.b;
 
         // Value.
         if om {
@@ -576,33 +702,10 @@ impl<'a> Parser<'a> {
         self.value = parse_float(&b[vs..i]).map_err(|e| l.while_parsing(e.render(&b[vs..i]), i))?;
 
         if om {
-            self.om_tail(l, i)?;
+            self.om_tail(l, i)
         } else {
-            self.prom_tail(l, i)?;
+            self.prom_tail(l, i)
         }
-
-        if let Some(s) = self.strict.as_mut() {
-            let ex = self
-                .exemplar
-                .is_some()
-                .then(|| &self.labels[self.n_series_labels..]);
-            s.sample(
-                &self.name,
-                &self.labels[..self.n_series_labels],
-                self.value,
-                self.ts,
-                ex,
-                l.no,
-            )?;
-        }
-        if om && self.is_created() {
-            return Ok(if self.opts.skip_created {
-                Kind::Skip
-            } else {
-                Kind::Created
-            });
-        }
-        Ok(Kind::Series)
     }
 
     fn is_created(&self) -> bool {

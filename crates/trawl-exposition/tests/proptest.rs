@@ -248,3 +248,100 @@ fn valid_bodies_parse() {
     );
     assert_eq!(drain(VALID_OM.as_bytes(), Format::OpenMetrics, true), Ok(7));
 }
+
+/// Every entry (or the error that ends the walk) as text; in lazy mode the deferred labels
+/// are parsed right away, so both walks must agree exactly.
+fn walk(body: &[u8], format: Format, lazy: bool) -> Vec<String> {
+    let mut p = Parser::new(body, format, ParserOptions::default()).lazy_labels(lazy);
+    let mut out = Vec::new();
+    loop {
+        let rendered = match p.next_entry() {
+            None => break,
+            Some(Err(e)) => {
+                out.push(format!("error: {e}"));
+                break;
+            }
+            Some(Ok(e)) => format!("{e:?}"),
+        };
+        if p.labels_pending() {
+            match p.parse_labels() {
+                Ok(s) => out.push(format!("{:?}", Entry::Series(s))),
+                Err(e) => {
+                    out.push(format!("error: {e}"));
+                    break;
+                }
+            }
+        } else {
+            out.push(rendered);
+        }
+    }
+    out
+}
+
+fn lazy_matches_eager(body: &[u8]) -> Result<(), TestCaseError> {
+    for format in [Format::PrometheusText, Format::OpenMetrics] {
+        prop_assert_eq!(walk(body, format, false), walk(body, format, true));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lazy_labels_parse_like_eager_ones_on_mutated_bodies(
+        muts in prop::collection::vec(mutation(), 0..6),
+        om in any::<bool>(),
+    ) {
+        let body = mutate(if om { VALID_OM } else { VALID_PROM }, &muts);
+        lazy_matches_eager(&body)?;
+    }
+
+    #[test]
+    fn lazy_labels_parse_like_eager_ones_on_exposition_like_bytes(
+        body in prop::collection::vec(interesting_byte(), 0..256),
+    ) {
+        lazy_matches_eager(&body)?;
+    }
+}
+
+#[test]
+fn lazy_labels_skip_the_label_parse_until_asked() {
+    let body = b"a{x=\"1\",y=\"}\\\"\"} 2 3\nb 4\n";
+    let mut p =
+        Parser::new(body, Format::PrometheusText, ParserOptions::default()).lazy_labels(true);
+    match p.next_entry() {
+        Some(Ok(Entry::Series(s))) => {
+            assert_eq!(s.raw, b"a{x=\"1\",y=\"}\\\"\"}");
+            assert!(s.labels.is_empty());
+            assert_eq!((s.value, s.timestamp_ms), (2.0, Some(3)));
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    assert!(p.labels_pending());
+    let s = p.parse_labels().expect("labels");
+    assert_eq!(s.labels.len(), 2);
+    assert_eq!(s.labels[1].value, "}\"");
+    match p.next_entry() {
+        Some(Ok(Entry::Series(s))) => assert_eq!(s.raw, b"b"),
+        e => panic!("unexpected {e:?}"),
+    }
+    assert!(
+        !p.labels_pending(),
+        "a series without braces has nothing to defer"
+    );
+    // A wrong label set is reported when its labels are asked for...
+    let mut p = Parser::new(
+        b"a{x=1} 2\n",
+        Format::PrometheusText,
+        ParserOptions::default(),
+    )
+    .lazy_labels(true);
+    assert!(matches!(p.next_entry(), Some(Ok(_))));
+    assert!(p.parse_labels().is_err());
+    assert!(p.next_entry().is_none(), "the error ends the walk");
+    // ...and before a bad value, as the eager parse reports it.
+    let eager = walk(b"a{x=1} z\n", Format::PrometheusText, false);
+    assert_eq!(eager, walk(b"a{x=1} z\n", Format::PrometheusText, true));
+    assert!(eager[0].contains("label value"), "{eager:?}");
+}

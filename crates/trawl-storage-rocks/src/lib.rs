@@ -56,7 +56,7 @@
 //! reopened ([`StorageError::Poisoned`]) rather than diverge from its log.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocksdb::{
@@ -146,6 +146,8 @@ struct Inner {
     db: DB,
     state: Mutex<State>,
     series: AtomicU64,
+    /// Maintenance steps (checkpoints, retention) running now; see `Storage::busy`.
+    maintenance: AtomicUsize,
     counters: Counters,
     opts: StorageOptions,
     ropts: RocksOptions,
@@ -254,6 +256,7 @@ impl RocksStorage {
             db,
             state: Mutex::new(state),
             series: AtomicU64::new(0),
+            maintenance: AtomicUsize::new(0),
             counters: Counters::default(),
             opts,
             ropts,
@@ -513,6 +516,7 @@ impl Inner {
     }
 
     fn checkpoint(&self, st: &mut State) -> Result<HeadGcReport, StorageError> {
+        let _busy = Busy::new(&self.maintenance);
         if let Some(p) = &st.poisoned {
             return Err(StorageError::Poisoned(p.clone()));
         }
@@ -570,7 +574,27 @@ impl Inner {
     }
 }
 
+/// Counts one running maintenance step for as long as it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Storage for RocksStorage {
+    fn busy(&self) -> bool {
+        self.inner.maintenance.load(Ordering::Acquire) > 0
+    }
+
     fn appender(&self) -> Box<dyn Appender + '_> {
         Box::new(RocksAppender {
             s: self,
@@ -587,6 +611,7 @@ impl Storage for RocksStorage {
         let o = &self.inner.opts;
         let cutoff = o.clock.now_ms().saturating_sub(o.retention_ms);
         let chunks = self.cf(CF_CHUNKS)?;
+        let _busy = Busy::new(&self.inner.maintenance);
         let mut st = self.lock();
         let mut watermark = st.watermark.max(cutoff);
         let mut dropped = 0u64;
@@ -707,6 +732,11 @@ impl Appender for RocksAppender<'_> {
         if series.0 == 0 || series.0 > self.s.inner.series.load(Ordering::Acquire) {
             return Err(StorageError::UnknownSeries(series.0));
         }
+        if self.pending.capacity() == 0 {
+            // One scrape is typically hundreds to thousands of samples: skip the first
+            // dozen doublings (each a copy) of a fresh appender's buffer.
+            self.pending.reserve(1024);
+        }
         self.pending.push((series, t, v));
         Ok(())
     }
@@ -718,6 +748,9 @@ impl Appender for RocksAppender<'_> {
         let mut rep = CommitReport::default();
         let mut batch = WriteBatch::default();
         self.wal.clear();
+        // A sample's log record is at most 10 (id) + 10 (time delta) + 8 (value) bytes,
+        // typically 11 or 12.
+        self.wal.reserve(self.pending.len() * 12);
         let mut st = inner.lock();
         if let Some(p) = &st.poisoned {
             self.pending.clear();

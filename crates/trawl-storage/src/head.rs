@@ -503,7 +503,10 @@ impl Head {
         let p = partition_of(t, opts.partition_ms);
         let mut sealed = None;
         if !s.open.is_empty() {
-            let open_p = partition_of(s.open.min_t(), opts.partition_ms);
+            // An open chunk never spans partitions (it is sealed at the boundary), so its
+            // newest timestamp, kept unencoded, names the partition as well as its first,
+            // which would be decoded from the chunk's cache-cold first bytes per append.
+            let open_p = partition_of(s.open.max_t(), opts.partition_ms);
             if s.open.len() >= opts.chunk_samples || p != open_p {
                 // Growing from the minimum wastes less than preallocating the previous
                 // chunk's size (measured: 467 vs 677 head bytes per node_exporter series,

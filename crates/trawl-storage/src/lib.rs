@@ -434,6 +434,12 @@ pub trait Storage: Send + Sync {
     fn gc_head(&self) -> Result<HeadGcReport, StorageError> {
         Ok(HeadGcReport::default())
     }
+    /// Whether a long maintenance step (a checkpoint, retention) holds the write path now,
+    /// so a caller that must not block (an async worker) should hand its commit to a thread
+    /// that may. A hint: it can change right after it is read. The default says never.
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Writes one batch of samples (one scrape) atomically.
