@@ -134,22 +134,19 @@ fn until_blank(b: &[u8], i: usize) -> usize {
 /// strings with their escapes; `None` when the line ends first. For a label set that
 /// parses, this is where the parse ends: names cannot hold `}` and values are quoted.
 fn label_set_end(b: &[u8], i: usize) -> Option<usize> {
+    // A byte loop: label sets are a few dozen bytes, too short for memchr to pay off.
     let mut j = i + 1;
-    loop {
-        let k = j + memchr2(b'"', b'}', b.get(j..)?)?;
-        if b[k] == b'}' {
-            return Some(k + 1);
+    let mut quoted = false;
+    while let Some(&c) = b.get(j) {
+        match c {
+            b'\\' if quoted => j += 1,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return Some(j + 1),
+            _ => {}
         }
-        let mut q = k + 1;
-        loop {
-            let m = q + memchr2(b'"', b'\\', b.get(q..)?)?;
-            if b[m] == b'"' {
-                j = m + 1;
-                break;
-            }
-            q = m + 2;
-        }
+        j += 1;
     }
+    None
 }
 
 enum Kind<'a> {
