@@ -11,9 +11,13 @@
 //!   loop adds only HTTP and time. A scrape is atomic: a parse error or exceeded limit rolls
 //!   back every sample of that scrape, reports `up 0` and marks the previous scrape's
 //!   series stale, as Prometheus does.
-//! - The steady state does not rebuild or hash labels: a per-target cache maps the raw
-//!   series text to its storage reference. The cache lives as long as the loop, and a
-//!   changed config starts a new loop.
+//! - The steady state does not parse, rebuild or hash labels: a per-target cache maps the
+//!   raw series text to its storage reference, checked first at the series' position in
+//!   the last scrape, and labels are parsed only for series not in it. The cache lives as
+//!   long as the loop, and a changed config starts a new loop.
+//! - Async workers do not block on storage work that can take long: only a scrape whose
+//!   cache was warm (no series to create) appends inline, and only while the storage is not
+//!   [`busy`](trawl_storage::Storage::busy); the rest goes to the blocking pool.
 //! - Storage back-pressure is bounded: a scrape waits at most
 //!   [`ManagerOptions::storage_wait`] for one of [`ManagerOptions::storage_queue`] slots,
 //!   otherwise it fails with a visible error and a counter; it never stalls silently.

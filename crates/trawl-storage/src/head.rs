@@ -696,7 +696,21 @@ mod tests {
         let mut sealed = Vec::new();
         // Two series interleaved so the cached partition keeps changing hands, across
         // negative times, boundaries and the ends of the time range.
-        let ts = [-25i64, -21, -20, -11, -1, 0, 9, 10, 19, 20, 35, i64::MAX - 5, i64::MAX];
+        let ts = [
+            -25i64,
+            -21,
+            -20,
+            -11,
+            -1,
+            0,
+            9,
+            10,
+            19,
+            20,
+            35,
+            i64::MAX - 5,
+            i64::MAX,
+        ];
         for (i, &t) in ts.iter().enumerate() {
             for r in [a, b] {
                 if let Ok(Appended::Stored(Some(c))) = h.append(r, t, i as f64, None) {
@@ -708,7 +722,11 @@ mod tests {
         for c in &sealed {
             let (lo, hi) = (c.chunk.min_t, c.chunk.max_t);
             assert_eq!(c.partition, partition_of(lo, 10), "chunk {lo}..{hi}");
-            assert_eq!(partition_of(hi, 10), c.partition, "chunk {lo}..{hi} spans partitions");
+            assert_eq!(
+                partition_of(hi, 10),
+                c.partition,
+                "chunk {lo}..{hi} spans partitions"
+            );
         }
         // Every boundary crossed seals once per series: partitions -3, -2, -1, 0, 1, 2, 3.
         assert_eq!(sealed.len(), 2 * 7);
