@@ -639,11 +639,12 @@ impl<'a> Parser<'a> {
             }
         }
         self.deferred = deferred.map(|at| (l, at));
-        if self.deferred.is_some() && om && self.is_created() {
-            // `_created` lines are rare; resolve them now so Created entries are complete.
-            if let Some((l, at)) = self.deferred.take() {
-                self.finish_labels(l, at)?;
-            }
+        // `_created` lines are rare; resolve them now so Created entries are complete.
+        if om
+            && self.is_created()
+            && let Some((l, at)) = self.deferred.take()
+        {
+            self.finish_labels(l, at)?;
         }
 
         if let Some(s) = self.strict.as_mut() {

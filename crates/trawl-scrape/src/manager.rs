@@ -1,7 +1,7 @@
 //! The scrape manager: reconciles the desired target set with running loops.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -326,7 +326,6 @@ impl ScrapeManager {
             storage: self.storage.clone(),
             state: state.clone(),
             cache: Arc::new(Mutex::new(ScrapeCache::default())),
-            steady: AtomicBool::new(false),
             queue: self.queue.clone(),
             counters: self.counters.clone(),
             storage_wait: self.opts.storage_wait,
@@ -363,8 +362,6 @@ struct Loop {
     storage: Arc<dyn Storage>,
     state: Arc<RwLock<TargetState>>,
     cache: Arc<Mutex<ScrapeCache>>,
-    /// Whether the last scrape found the cache warm (see `Loop::store`).
-    steady: AtomicBool,
     queue: Arc<Semaphore>,
     counters: Arc<ManagerCounters>,
     storage_wait: Duration,
@@ -489,7 +486,9 @@ impl Loop {
         // scrape CPU (cross-CPU wake-ups both ways, the body read again on a cold core).
         // Otherwise the blocking pool takes it, so series creation and a checkpoint never
         // hold up the async workers.
-        if self.steady.load(Ordering::Relaxed) && !self.storage.busy() {
+        // The cache lock is uncontended: only this loop takes it.
+        let steady = self.cache.lock().is_ok_and(|c| c.is_steady());
+        if steady && !self.storage.busy() {
             let _permit = permit;
             let r = append_scrape(
                 &*self.storage,
@@ -500,8 +499,7 @@ impl Loop {
                 t,
                 duration,
             );
-            self.steady.store(is_steady(&r), Ordering::Relaxed);
-            return r.map(|(stats, _)| stats);
+            return r;
         }
         let storage = self.storage.clone();
         let cache = self.cache.clone();
@@ -511,12 +509,10 @@ impl Loop {
             let _permit = permit;
             append_scrape(&*storage, &cache, &ctx, &counters, fetched, t, duration)
         });
-        let r = match job.await {
+        match job.await {
             Ok(r) => r,
             Err(e) => Err(ScrapeError::Runtime(e.to_string())),
-        };
-        self.steady.store(is_steady(&r), Ordering::Relaxed);
-        r.map(|(stats, _)| stats)
+        }
     }
 
     async fn write_end_staleness(&self) {
@@ -540,14 +536,7 @@ impl Loop {
     }
 }
 
-/// Whether the scrape that gave `r` leaves the cache warm: it succeeded and every series
-/// was found in the previous scrape's order.
-fn is_steady(r: &Result<(AppendStats, bool), ScrapeError>) -> bool {
-    matches!(r, Ok((_, true)))
-}
-
 /// Appends one scrape's result (or its failure) and its report series in one commit.
-/// Returns the stats and whether the body matched the cache in order.
 fn append_scrape(
     storage: &dyn Storage,
     cache: &Mutex<ScrapeCache>,
@@ -556,7 +545,7 @@ fn append_scrape(
     fetched: Result<(Vec<u8>, trawl_exposition::Format), ScrapeError>,
     t: i64,
     duration: Duration,
-) -> Result<(AppendStats, bool), ScrapeError> {
+) -> Result<AppendStats, ScrapeError> {
     let mut cache = cache
         .lock()
         .map_err(|_| ScrapeError::Runtime("scrape cache poisoned".into()))?;
@@ -611,5 +600,5 @@ fn append_scrape(
     counters
         .stale_markers
         .fetch_add(failed_stale, Ordering::Relaxed);
-    scrape_result.map(|stats| (stats, cache.is_steady()))
+    scrape_result
 }
