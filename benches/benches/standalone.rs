@@ -10,7 +10,8 @@
 //! Run: `cargo bench -p trawl-benches --bench standalone`. Environment knobs:
 //! `BENCH_TARGETS` (500), `BENCH_SERIES` (1000), `BENCH_INTERVAL` (5s), `BENCH_WARMUP_SECS`
 //! (30), `BENCH_SECONDS` (60), `PROMETHEUS` (/usr/bin/prometheus), `TRAWL_BIN` (else built
-//! with `cargo build --release -p trawl`).
+//! with `cargo build --release -p trawl`), `TRAWL_ARGS` (extra flags for `trawl
+//! standalone`, split on whitespace, e.g. `--scrape.threads=1`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -240,6 +241,11 @@ fn main() -> Res<()> {
                 dir.path().join("trawl").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{tport}"))
+            .args(
+                std::env::var("TRAWL_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .env("TRAWL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

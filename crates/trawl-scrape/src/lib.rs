@@ -18,6 +18,9 @@
 //! - Async workers do not block on storage work that can take long: only a scrape whose
 //!   cache was warm (no series to create) appends inline, and only while the storage is not
 //!   [`busy`](trawl_storage::Storage::busy); the rest goes to the blocking pool.
+//! - With [`ManagerOptions::threads`] set, the loops run on that many dedicated
+//!   single-threaded runtimes, each target pinned to one by its hash, so a scrape's
+//!   socket, timer and cache never wake another CPU.
 //! - Storage back-pressure is bounded: a scrape waits at most
 //!   [`ManagerOptions::storage_wait`] for one of [`ManagerOptions::storage_queue`] slots,
 //!   otherwise it fails with a visible error and a counter; it never stalls silently.
@@ -29,6 +32,7 @@ pub mod build;
 pub mod http;
 mod manager;
 mod target;
+mod threads;
 
 pub use append::{AppendContext, AppendStats, Report, ScrapeCache};
 pub use http::{ScrapeClient, accept_header, install_crypto_provider};
@@ -36,6 +40,14 @@ pub use manager::{
     Health, ManagerCounters, ManagerOptions, ScrapeManager, StopMode, TargetState, TargetStatus,
 };
 pub use target::{Target, TargetKey};
+
+/// The scrape thread count for a `--scrape.threads` flag: the flag, or one per CPU when 0.
+pub fn threads_or_cpus(flag: usize) -> usize {
+    match flag {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+}
 
 /// Everything that can go wrong in a scrape.
 #[derive(Debug, thiserror::Error)]

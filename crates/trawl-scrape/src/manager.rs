@@ -14,6 +14,7 @@ use crate::ScrapeError;
 use crate::append::{AppendContext, AppendStats, Report, ScrapeCache};
 use crate::http::ScrapeClient;
 use crate::target::{Target, TargetKey};
+use crate::threads::ScrapeThreads;
 
 /// Health of a target, as the targets API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,9 @@ pub struct ManagerOptions {
     pub storage_queue: usize,
     /// How long a scrape waits for a storage slot before it is recorded as failed.
     pub storage_wait: Duration,
+    /// Dedicated scrape threads, each a single-threaded runtime with targets pinned to it
+    /// by hash; 0 runs the loops on the runtime that created the manager.
+    pub threads: usize,
 }
 
 impl Default for ManagerOptions {
@@ -105,6 +109,7 @@ impl Default for ManagerOptions {
             offset_seed: 0,
             storage_queue: 64,
             storage_wait: Duration::from_secs(5),
+            threads: 0,
         }
     }
 }
@@ -150,6 +155,8 @@ pub struct ScrapeManager {
     storage: Arc<dyn Storage>,
     opts: ManagerOptions,
     rt: tokio::runtime::Handle,
+    /// Dropped after the loops are aborted (field order), which stops the threads.
+    threads: Option<ScrapeThreads>,
     loops: HashMap<TargetKey, Running>,
     clients: HashMap<String, (Arc<ScrapeConfig>, Result<ScrapeClient, String>)>,
     queue: Arc<Semaphore>,
@@ -170,8 +177,13 @@ impl ScrapeManager {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|e| ScrapeError::Runtime(e.to_string()))?;
         crate::http::install_crypto_provider();
+        let threads = match opts.threads {
+            0 => None,
+            n => Some(ScrapeThreads::start(n)?),
+        };
         Ok(ScrapeManager {
             storage,
+            threads,
             queue: Arc::new(Semaphore::new(opts.storage_queue.max(1))),
             opts,
             rt,
@@ -332,7 +344,11 @@ impl ScrapeManager {
         };
         let seed = self.opts.offset_seed;
         self.counters.loops_started.fetch_add(1, Ordering::Relaxed);
-        let handle = self.rt.spawn(lp.run(rx, seed));
+        let rt = match &self.threads {
+            Some(t) => t.handle_for(target.hash()),
+            None => &self.rt,
+        };
+        let handle = rt.spawn(lp.run(rx, seed));
         self.loops.insert(
             key,
             Running {

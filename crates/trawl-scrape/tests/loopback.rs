@@ -687,3 +687,53 @@ async fn https_to_a_plain_http_server_fails_cleanly() -> Result<()> {
     assert!(series(&st, "m")?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn dedicated_scrape_threads_scrape_every_target_and_mark_removed_ones_stale() -> Result<()> {
+    let mut exporters = Vec::new();
+    for i in 0..8 {
+        exporters
+            .push(Exporter::start(Behaviour::Ok(TEXT, format!("m{{i=\"{i}\"}} {i}\n"))).await?);
+    }
+    let cfg = config("")?;
+    let st = Arc::new(MemStorage::new(StorageOptions::default()));
+    let opts = ManagerOptions {
+        threads: 2,
+        ..ManagerOptions::default()
+    };
+    let mut m = ScrapeManager::new(st.clone(), opts)?;
+    let targets = exporters
+        .iter()
+        .map(|e| target(e, &cfg))
+        .collect::<Result<Vec<_>>>()?;
+    m.sync(targets);
+    wait_for("every target scraped twice", || {
+        let t = m.targets();
+        (t.len() == 8 && t.iter().all(|s| s.state.scrapes >= 2)).then_some(())
+    })
+    .await?;
+    for s in m.targets() {
+        assert_eq!(s.state.health, Health::Up, "{:?}", s.state.last_error);
+    }
+    let mut got: Vec<f64> = series(&st, "m")?
+        .iter()
+        .filter_map(|(_, samples)| samples.last().map(|s| s.v))
+        .collect();
+    got.sort_by(f64::total_cmp);
+    assert_eq!(got, (0..8).map(f64::from).collect::<Vec<_>>());
+    // Removing the targets writes their staleness markers from the scrape threads.
+    let stopped = m.sync(vec![]);
+    assert_eq!(stopped.len(), 8);
+    for h in stopped {
+        h.await?;
+    }
+    let m_series = series(&st, "m")?;
+    assert_eq!(m_series.len(), 8);
+    for (labels, samples) in &m_series {
+        assert!(
+            samples.last().is_some_and(|s| is_stale_nan(s.v)),
+            "{labels:?} has no staleness marker"
+        );
+    }
+    Ok(())
+}

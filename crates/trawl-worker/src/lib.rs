@@ -124,6 +124,9 @@ pub struct WorkerArgs {
     /// Zone of this worker, for zone-aware replica placement.
     #[arg(long = "worker.zone", default_value = "")]
     pub worker_zone: String,
+    /// Threads dedicated to scraping, each running its own targets (0: one per CPU).
+    #[arg(long = "scrape.threads", default_value_t = 0)]
+    pub scrape_threads: usize,
     /// Limits of the Store gRPC server (`--grpc.max-concurrent-requests`,
     /// `--grpc.request-timeout`).
     #[command(flatten)]
@@ -307,6 +310,7 @@ impl WorkerArgs {
                 // Replicas of a target on different workers should not scrape in lockstep.
                 offset_seed: trawl_model::Labels::from_pairs([("worker", id.as_str())])
                     .stable_hash(),
+                threads: trawl_scrape::threads_or_cpus(self.scrape_threads),
                 ..Default::default()
             },
         )?;

@@ -106,11 +106,13 @@ impl App {
         config_text: String,
         storage: Arc<dyn Storage>,
         disk_bytes: Arc<dyn Fn() -> u64 + Send + Sync>,
+        scrape_threads: usize,
     ) -> anyhow::Result<(Arc<App>, mpsc::Receiver<JobGroups>)> {
         let scrape = ScrapeManager::new(
             storage.clone(),
             trawl_scrape::ManagerOptions {
                 offset_seed: offset_seed(&config),
+                threads: scrape_threads,
                 ..Default::default()
             },
         )?;

@@ -62,6 +62,9 @@ pub struct StandaloneArgs {
     /// Address for the gRPC Query API (off unless set).
     #[arg(long = "grpc.listen-address")]
     pub grpc_listen_address: Option<String>,
+    /// Threads dedicated to scraping, each running its own targets (0: one per CPU).
+    #[arg(long = "scrape.threads", default_value_t = 0)]
+    pub scrape_threads: usize,
 }
 
 fn parse_duration(s: &str) -> Result<PromDuration, String> {
@@ -102,6 +105,10 @@ impl StandaloneArgs {
         put(
             "grpc.listen-address",
             self.grpc_listen_address.clone().unwrap_or_default(),
+        );
+        put(
+            "scrape.threads",
+            trawl_scrape::threads_or_cpus(self.scrape_threads).to_string(),
         );
         m
     }
@@ -162,6 +169,7 @@ impl StandaloneArgs {
             text,
             storage,
             Arc::new(move || disk.bytes_on_disk()),
+            trawl_scrape::threads_or_cpus(self.scrape_threads),
         )?;
 
         let listener = tokio::net::TcpListener::bind(&self.listen_address)
