@@ -16,7 +16,6 @@
 //! blocking pool.
 
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -25,8 +24,10 @@ use crate::ScrapeError;
 
 struct Shard {
     handle: Handle,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Dropping it (with the set) ends the thread's `block_on`; the thread is not joined,
+    /// as the drop may run on an async worker, and it finishes on its own once its
+    /// in-flight commits are done.
+    _stop: oneshot::Sender<()>,
 }
 
 /// A fixed set of single-threaded runtimes for the scrape loops.
@@ -40,7 +41,7 @@ impl ScrapeThreads {
         let mut shards = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::sync_channel(1);
-            let thread = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("trawl-scrape-{i}"))
                 .spawn(move || {
                     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -58,7 +59,7 @@ impl ScrapeThreads {
                     if tx.send(Ok((rt.handle().clone(), stop_tx))).is_err() {
                         return;
                     }
-                    // The loops run while this waits; a dropped sender ends it too.
+                    // The loops run while this waits for the sender to go.
                     rt.block_on(async {
                         let _ = stop_rx.await;
                     });
@@ -70,8 +71,7 @@ impl ScrapeThreads {
                 .map_err(|e| ScrapeError::Runtime(format!("cannot build a scrape runtime: {e}")))?;
             shards.push(Shard {
                 handle,
-                stop: Some(stop),
-                thread: Some(thread),
+                _stop: stop,
             });
         }
         Ok(ScrapeThreads { shards })
@@ -84,19 +84,6 @@ impl ScrapeThreads {
         let n = self.shards.len() as u128;
         let i = ((u128::from(hash) * n) >> 64) as usize;
         &self.shards[i].handle
-    }
-}
-
-impl Drop for ScrapeThreads {
-    fn drop(&mut self) {
-        for s in &mut self.shards {
-            if let Some(stop) = s.stop.take() {
-                let _ = stop.send(());
-            }
-            // Not joined: the drop may run on an async worker, and the thread finishes on
-            // its own once its in-flight commits are done.
-            drop(s.thread.take());
-        }
     }
 }
 
