@@ -541,10 +541,10 @@ impl Inner {
             put_chunk(&mut batch, chunks, c);
             flush_part(&mut batch, &mut res);
         }
-        for (r, p, bytes) in st.head.open_chunks() {
-            let mut v = Vec::with_capacity(8 + bytes.len());
+        for (r, p, chunk) in st.head.open_chunks() {
+            let mut v = Vec::with_capacity(8 + chunk.encoded_len());
             v.extend_from_slice(&enc_i64(p));
-            v.extend_from_slice(bytes);
+            chunk.write_to(&mut v);
             batch.put_cf(hc, r.0.to_be_bytes(), v);
             flush_part(&mut batch, &mut res);
         }

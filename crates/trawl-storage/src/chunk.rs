@@ -24,8 +24,12 @@ pub const MIN_CAPACITY: usize = 128;
 /// The most samples one chunk can hold (the header is a `u16`).
 pub const MAX_CHUNK_SAMPLES: usize = u16::MAX as usize;
 
-/// An appendable XOR chunk. Its [`bytes`](XorAppender::bytes) are a valid chunk at every
-/// point, so a snapshot of a half-full chunk can be stored and reopened.
+/// An appendable XOR chunk. Every way of taking its bytes out ([`to_bytes`](Self::to_bytes),
+/// [`write_to`](Self::write_to), [`to_shared`](Self::to_shared),
+/// [`into_bytes`](Self::into_bytes)) yields a valid chunk, so a snapshot of a half-full chunk
+/// can be stored and reopened. The count header in the buffer itself is only written as bytes
+/// leave: an append then touches only the buffer's tail, not also its first cache line, and a
+/// head appends to every series' chunk once per scrape.
 #[derive(Clone, Debug)]
 pub struct XorAppender {
     w: BitWriter,
@@ -127,9 +131,36 @@ impl XorAppender {
         self.v
     }
 
-    /// The encoded chunk.
-    pub fn bytes(&self) -> &[u8] {
-        &self.w.buf
+    /// Length of the encoded chunk in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.w.buf.len()
+    }
+
+    fn header(&self) -> [u8; HEADER] {
+        self.count.to_be_bytes()
+    }
+
+    /// Appends the encoded chunk to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.header());
+        out.extend_from_slice(&self.w.buf[HEADER..]);
+    }
+
+    /// The encoded chunk, copied.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.w.buf.len());
+        self.write_to(&mut v);
+        v
+    }
+
+    /// The encoded chunk, copied once straight into a shared buffer.
+    pub fn to_shared(&self) -> std::sync::Arc<[u8]> {
+        // A chain of exact-size slice iterators is collected with one allocation.
+        self.header()
+            .iter()
+            .chain(&self.w.buf[HEADER..])
+            .copied()
+            .collect()
     }
 
     /// Heap bytes held (for memory accounting).
@@ -139,6 +170,8 @@ impl XorAppender {
 
     /// Releases spare capacity (used when a chunk is sealed).
     pub fn into_bytes(mut self) -> Vec<u8> {
+        let h = self.header();
+        self.w.buf[..HEADER].copy_from_slice(&h);
         self.w.buf.shrink_to_fit();
         self.w.buf
     }
@@ -170,9 +203,6 @@ impl XorAppender {
         self.t = t;
         self.v = bits;
         self.count += 1;
-        let c = self.count.to_be_bytes();
-        self.w.buf[0] = c[0];
-        self.w.buf[1] = c[1];
     }
 
     fn write_xor(&mut self, bits: u64) {
@@ -354,13 +384,14 @@ pub fn iter(encoding: crate::ChunkEncoding, bytes: &[u8]) -> Result<ChunkIter<'_
 /// decimal and that is smaller, else keeps the XOR bytes.
 pub fn seal(open: XorAppender) -> crate::ChunkData {
     let (min_t, max_t) = (open.min_t(), open.max_t());
-    let samples: Result<Vec<Sample>, StorageError> = match XorIter::new(open.bytes()) {
+    let xor = open.into_bytes();
+    let samples: Result<Vec<Sample>, StorageError> = match XorIter::new(&xor) {
         Ok(it) => it.collect(),
         Err(e) => Err(e),
     };
     if let Ok(samples) = samples
         && let Some(dec) = crate::decimal::encode(&samples)
-        && dec.len() < open.bytes().len()
+        && dec.len() < xor.len()
     {
         return crate::ChunkData {
             min_t,
@@ -373,7 +404,7 @@ pub fn seal(open: XorAppender) -> crate::ChunkData {
         min_t,
         max_t,
         encoding: crate::ChunkEncoding::Xor,
-        bytes: std::sync::Arc::from(open.into_bytes()),
+        bytes: std::sync::Arc::from(xor),
     }
 }
 
@@ -396,11 +427,20 @@ mod tests {
         for &(t, v) in samples {
             a.append(t, f64::from_bits(v));
         }
-        let got: Vec<(i64, u64)> = XorIter::new(a.bytes())
+        let bytes = a.to_bytes();
+        let got: Vec<(i64, u64)> = XorIter::new(&bytes)
             .unwrap()
             .map(|s| s.map(|s| (s.t, s.v.to_bits())).unwrap())
             .collect();
         assert_eq!(got, samples);
+        // Every way out writes the same header and stream.
+        assert_eq!(chunk_len(&bytes), samples.len());
+        assert_eq!(a.encoded_len(), bytes.len());
+        assert_eq!(&a.to_shared()[..], &bytes[..]);
+        let mut out = vec![7];
+        a.write_to(&mut out);
+        assert_eq!(&out[1..], &bytes[..]);
+        assert_eq!(a.clone().into_bytes(), bytes);
         // Reopening and continuing must give the same bytes as appending in one go.
         if samples.len() >= 2 {
             let (head, tail) = samples.split_at(samples.len() / 2);
@@ -408,11 +448,11 @@ mod tests {
             for &(t, v) in head {
                 b.append(t, f64::from_bits(v));
             }
-            let mut c = XorAppender::from_bytes(b.bytes()).unwrap();
+            let mut c = XorAppender::from_bytes(&b.to_bytes()).unwrap();
             for &(t, v) in tail {
                 c.append(t, f64::from_bits(v));
             }
-            assert_eq!(c.bytes(), a.bytes());
+            assert_eq!(c.to_bytes(), bytes);
         }
     }
 
@@ -486,7 +526,7 @@ mod tests {
             a.append(1_700_000_000_000 + i * 15_000, (i * 3) as f64);
         }
         // Constant intervals cost one bit; slowly growing counters a few bits.
-        assert!(a.bytes().len() < 120 * 3, "{} bytes", a.bytes().len());
+        assert!(a.encoded_len() < 120 * 3, "{} bytes", a.encoded_len());
     }
 
     #[test]
@@ -495,7 +535,7 @@ mod tests {
         for i in 0..50 {
             a.append(i * 1000, i as f64 * 1.5);
         }
-        let bytes = a.bytes();
+        let bytes = a.to_bytes();
         for cut in 0..bytes.len() {
             let it = XorIter::new(&bytes[..cut]);
             if let Ok(it) = it {

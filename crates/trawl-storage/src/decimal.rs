@@ -250,10 +250,10 @@ mod tests {
         }
         let dec = encode(&samples).unwrap();
         assert!(
-            dec.len() * 2 < xor.bytes().len(),
+            dec.len() * 2 < xor.encoded_len(),
             "decimal {} vs xor {}",
             dec.len(),
-            xor.bytes().len()
+            xor.encoded_len()
         );
     }
 }

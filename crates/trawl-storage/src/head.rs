@@ -168,7 +168,7 @@ impl HeadSeries {
             min_t: self.open.min_t(),
             max_t: self.open.max_t(),
             encoding: ChunkEncoding::Xor,
-            bytes: Arc::from(self.open.bytes()),
+            bytes: self.open.to_shared(),
         })
     }
 
@@ -579,11 +579,11 @@ impl Head {
     }
 
     /// Every non-empty open chunk as (series, partition, bytes), for checkpoints.
-    pub fn open_chunks(&self) -> impl Iterator<Item = (SeriesRef, i64, &[u8])> {
+    pub fn open_chunks(&self) -> impl Iterator<Item = (SeriesRef, i64, &XorAppender)> {
         let pms = self.opts.partition_ms;
         self.iter()
             .filter(|(_, s)| !s.open.is_empty())
-            .map(move |(r, s)| (r, partition_of(s.open.min_t(), pms), s.open.bytes()))
+            .map(move |(r, s)| (r, partition_of(s.open.min_t(), pms), &s.open))
     }
 
     /// Number of series.
