@@ -88,6 +88,10 @@ const META_WATERMARK: &[u8] = b"watermark";
 /// The head's newest timestamp at the last checkpoint: after a restart the too-old bound and
 /// the read path must not depend on which series happen to be in the head.
 const META_MAX_T: &[u8] = b"max_t";
+/// The encoding of the `wal` records ([`WalCursor`]); absent means 1. Only read while the
+/// log is replayed: recovery always leaves the log empty and then records the current one.
+const META_WAL_FORMAT: &[u8] = b"wal_format";
+const WAL_FORMAT: u8 = 2;
 
 /// See [`Inner::checkpoint_threshold`].
 const CHECKPOINT_LOG_BYTES_PER_SERIES: u64 = 256;
@@ -318,6 +322,15 @@ impl RocksStorage {
         it.status().map_err(be)?;
         drop(it);
         // Replay the commits since the last checkpoint, re-sealing chunks exactly as before.
+        let wal_format = match db.get_cf(self.cf(CF_META)?, META_WAL_FORMAT).map_err(be)? {
+            None => 1,
+            Some(f) if f.len() == 1 && (1..=WAL_FORMAT).contains(&f[0]) => f[0],
+            Some(f) => {
+                return Err(StorageError::Corrupt(format!(
+                    "unknown wal format {f:?} (this build writes {WAL_FORMAT})"
+                )));
+            }
+        };
         let mut replayed = 0u64;
         let mut batch = WriteBatch::default();
         for kv in db.iterator_cf(self.cf(CF_WAL)?, IteratorMode::Start) {
@@ -325,9 +338,10 @@ impl RocksStorage {
             let seq = dec_u64(&k).ok_or_else(|| StorageError::Corrupt("bad wal key".into()))?;
             st.seq = st.seq.max(seq + 1);
             let mut pos = 0;
-            let mut prev_t = 0i64;
+            let mut cur = WalCursor::default();
             while pos < v.len() {
-                let (id, t, val) = decode_wal_sample(&v, &mut pos, &mut prev_t)
+                let (id, t, val) = cur
+                    .decode(wal_format, &v, &mut pos)
                     .ok_or_else(|| StorageError::Corrupt(format!("bad wal record {seq}")))?;
                 if !st.head.contains(SeriesRef(id)) {
                     self.inner.revive(&mut st, SeriesRef(id))?;
@@ -352,6 +366,16 @@ impl RocksStorage {
         if replayed > 0 {
             db.write(batch).map_err(be)?;
             self.inner.checkpoint(&mut st)?;
+        }
+        // The log is empty now, so from here on it holds only records in this build's format.
+        if wal_format != WAL_FORMAT {
+            db.put_cf_opt(
+                self.cf(CF_META)?,
+                META_WAL_FORMAT,
+                [WAL_FORMAT],
+                &self.inner.write_opts(),
+            )
+            .map_err(be)?;
         }
         Ok(())
     }
@@ -441,24 +465,50 @@ fn put_chunk(batch: &mut WriteBatch, cf: &ColumnFamily, s: &SealedChunk) {
     batch.put_cf(cf, chunk_key(s.partition, s.series.0, s.chunk.min_t), v);
 }
 
-#[inline]
-fn encode_wal_sample(out: &mut Vec<u8>, prev_t: &mut i64, id: u64, t: i64, v: f64) {
-    put_uvarint(out, id);
-    let d = t.wrapping_sub(*prev_t);
-    put_uvarint(out, ((d << 1) ^ (d >> 63)) as u64);
-    out.extend_from_slice(&v.to_bits().to_le_bytes());
-    *prev_t = t;
+/// The state a `wal` record's samples are delta-encoded against, reset per record. A sample
+/// is `zigzag(id - previous id)` (format 2; format 1 had the id itself), `zigzag(t - previous
+/// t)` as uvarints, then the value's 8 bytes. A scrape appends its series in exposition
+/// order, which is their id order once they exist, so both deltas are one byte and a
+/// sample ~10 bytes; format 1 spent three on the id of a shard with a few hundred thousand
+/// series.
+#[derive(Default)]
+struct WalCursor {
+    id: u64,
+    t: i64,
 }
 
-fn decode_wal_sample(b: &[u8], pos: &mut usize, prev_t: &mut i64) -> Option<(u64, i64, f64)> {
-    let id = get_uvarint(b, pos)?;
-    let z = get_uvarint(b, pos)?;
-    let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-    let t = prev_t.wrapping_add(d);
-    let bits: [u8; 8] = b.get(*pos..*pos + 8)?.try_into().ok()?;
-    *pos += 8;
-    *prev_t = t;
-    Some((id, t, f64::from_bits(u64::from_le_bytes(bits))))
+fn zigzag(d: i64) -> u64 {
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+impl WalCursor {
+    #[inline]
+    fn encode(&mut self, out: &mut Vec<u8>, id: u64, t: i64, v: f64) {
+        put_uvarint(out, zigzag(id.wrapping_sub(self.id) as i64));
+        put_uvarint(out, zigzag(t.wrapping_sub(self.t)));
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+        self.id = id;
+        self.t = t;
+    }
+
+    fn decode(&mut self, format: u8, b: &[u8], pos: &mut usize) -> Option<(u64, i64, f64)> {
+        let raw = get_uvarint(b, pos)?;
+        let id = if format == 1 {
+            raw
+        } else {
+            self.id.wrapping_add(unzigzag(raw) as u64)
+        };
+        let t = self.t.wrapping_add(unzigzag(get_uvarint(b, pos)?));
+        let bits: [u8; 8] = b.get(*pos..*pos + 8)?.try_into().ok()?;
+        *pos += 8;
+        self.id = id;
+        self.t = t;
+        Some((id, t, f64::from_bits(u64::from_le_bytes(bits))))
+    }
 }
 
 impl Inner {
@@ -748,8 +798,8 @@ impl Appender for RocksAppender<'_> {
         let mut rep = CommitReport::default();
         let mut batch = WriteBatch::default();
         self.wal.clear();
-        // A sample's log record is at most 10 (id) + 10 (time delta) + 8 (value) bytes,
-        // typically 11 or 12.
+        // A sample's log record is at most 10 (id delta) + 10 (time delta) + 8 (value)
+        // bytes, typically 10.
         self.wal.reserve(self.pending.len() * 12);
         let mut st = inner.lock();
         if let Some(p) = &st.poisoned {
@@ -761,7 +811,7 @@ impl Appender for RocksAppender<'_> {
             watermark: st.watermark,
             too_old_window_ms: inner.opts.too_old_window_ms,
         };
-        let mut prev_t = 0i64;
+        let mut cur = WalCursor::default();
         let mut min_sealed: Option<i64> = None;
         let mut failure = None;
         for &(r, t, v) in &self.pending {
@@ -776,7 +826,7 @@ impl Appender for RocksAppender<'_> {
             match res {
                 Ok(Appended::Stored(sealed)) => {
                     rep.appended += 1;
-                    encode_wal_sample(&mut self.wal, &mut prev_t, r.0, t, v);
+                    cur.encode(&mut self.wal, r.0, t, v);
                     if let Some(sealed) = sealed {
                         put_chunk(&mut batch, chunks, &sealed);
                         min_sealed =
@@ -1089,5 +1139,146 @@ impl Factory for RocksFactory {
             opts,
             self.ropts.clone().unwrap_or_default(),
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trawl_model::{Labels, Matcher};
+
+    #[test]
+    fn wal_cursor_roundtrips_any_ids_and_times() {
+        let samples = [
+            (7u64, 1_000i64, 1.5f64),
+            (8, 1_000, -0.0),
+            (3, 1_000, f64::INFINITY),
+            (u64::MAX, i64::MIN, 2.0),
+            (1, i64::MAX, f64::from_bits(trawl_model::STALE_NAN_BITS)),
+            (1, i64::MAX, 3.0),
+        ];
+        let mut out = Vec::new();
+        let mut enc = WalCursor::default();
+        for &(id, t, v) in &samples {
+            enc.encode(&mut out, id, t, v);
+        }
+        let mut dec = WalCursor::default();
+        let mut pos = 0;
+        for &(id, t, v) in &samples {
+            let (i, tt, vv) = dec.decode(WAL_FORMAT, &out, &mut pos).expect("decodes");
+            assert_eq!((i, tt, vv.to_bits()), (id, t, v.to_bits()));
+        }
+        assert_eq!(pos, out.len());
+        // A truncated sample is an error, not a panic: the first one is 1 + 2 + 8 bytes.
+        assert!(
+            WalCursor::default()
+                .decode(WAL_FORMAT, &out[..11], &mut 0)
+                .is_some()
+        );
+        for cut in 0..11 {
+            assert!(
+                WalCursor::default()
+                    .decode(WAL_FORMAT, &out[..cut], &mut 0)
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn consecutive_ids_cost_one_byte_each() {
+        let mut out = Vec::new();
+        let mut c = WalCursor::default();
+        c.encode(&mut out, 400_000, 1_700_000_000_000, 1.0);
+        let first = out.len();
+        for id in 400_001..401_000 {
+            c.encode(&mut out, id, 1_700_000_000_000, 1.0);
+        }
+        assert_eq!((out.len() - first) / 999, 10);
+    }
+
+    /// A store whose log was written by a build with format 1 (the id itself, not a delta)
+    /// replays it, and records format 2 once the log is empty.
+    #[test]
+    fn format_1_log_replays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = StorageOptions::default();
+        let t0 = 1_700_000_000_000i64;
+        let series: Vec<Labels> = (0..5)
+            .map(|i| Labels::from_pairs([("__name__", "m"), ("i", i.to_string().as_str())]))
+            .collect();
+        {
+            let s = RocksStorage::open(dir.path(), opts.clone(), RocksOptions::default())
+                .expect("open");
+            let mut a = s.appender();
+            for step in 0..3 {
+                for l in &series {
+                    let r = a.series_ref(l).expect("ref");
+                    a.append(r, t0 + step * 15_000, r.0 as f64 + step as f64)
+                        .expect("append");
+                }
+                a.commit().expect("commit");
+            }
+            drop(a);
+            // Rewrite every record as format 1 would have written it.
+            let db = &s.inner.db;
+            let wal = s.cf(CF_WAL).expect("wal cf");
+            let records: Vec<_> = db
+                .iterator_cf(wal, IteratorMode::Start)
+                .map(|kv| kv.expect("read"))
+                .collect();
+            assert_eq!(records.len(), 3, "three commits, no checkpoint yet");
+            for (k, v) in records {
+                let (mut cur, mut pos, mut old) = (WalCursor::default(), 0, Vec::new());
+                let mut prev_t = 0i64;
+                while pos < v.len() {
+                    let (id, t, val) = cur.decode(WAL_FORMAT, &v, &mut pos).expect("decode");
+                    put_uvarint(&mut old, id);
+                    put_uvarint(&mut old, zigzag(t - prev_t));
+                    old.extend_from_slice(&val.to_bits().to_le_bytes());
+                    prev_t = t;
+                }
+                db.put_cf(wal, k, old).expect("put");
+            }
+            db.delete_cf(s.cf(CF_META).expect("meta cf"), META_WAL_FORMAT)
+                .expect("delete");
+        }
+        let s = RocksStorage::open(dir.path(), opts, RocksOptions::default()).expect("reopen");
+        let q = s.querier().expect("querier");
+        let got: Vec<_> = q
+            .select(
+                &[Matcher::equal("__name__", "m")],
+                i64::MIN,
+                i64::MAX,
+                &trawl_storage::SelectHints::default(),
+            )
+            .expect("select")
+            .map(|x| {
+                let x = x.expect("series");
+                let v: Vec<(i64, f64)> = x
+                    .samples()
+                    .map(|p| p.map(|p| (p.t, p.v)))
+                    .collect::<Result<_, _>>()
+                    .expect("samples");
+                (x.labels.get("i").expect("i").to_string(), v)
+            })
+            .collect();
+        assert_eq!(got.len(), 5);
+        for (i, v) in &got {
+            let id: f64 = i.parse::<f64>().expect("numeric") + 1.0;
+            let want: Vec<(i64, f64)> = (0..3)
+                .map(|step| (t0 + step * 15_000, id + step as f64))
+                .collect();
+            assert_eq!(v, &want, "series i={i}");
+        }
+        drop(q);
+        let meta = s.cf(CF_META).expect("meta cf");
+        assert_eq!(
+            s.inner
+                .db
+                .get_cf(meta, META_WAL_FORMAT)
+                .expect("get")
+                .as_deref(),
+            Some(&[WAL_FORMAT][..])
+        );
     }
 }
