@@ -70,7 +70,7 @@ use trawl_storage::testsuite::Factory;
 use trawl_storage::{
     Appender, ChunkData, ChunkEncoding, CommitReport, Counters, HeadGcReport, Querier,
     RetentionReport, SelectHints, Series, SeriesRef, SeriesSet, Storage, StorageError,
-    StorageMetrics, StorageOptions, partition_of,
+    StorageMetrics, StorageOptions, partition_of, unzigzag, zigzag,
 };
 
 pub mod keys;
@@ -475,14 +475,6 @@ fn put_chunk(batch: &mut WriteBatch, cf: &ColumnFamily, s: &SealedChunk) {
 struct WalCursor {
     id: u64,
     t: i64,
-}
-
-fn zigzag(d: i64) -> u64 {
-    ((d << 1) ^ (d >> 63)) as u64
-}
-
-fn unzigzag(z: u64) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
 impl WalCursor {

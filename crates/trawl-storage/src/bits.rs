@@ -141,13 +141,15 @@ impl BitReader<'_> {
     }
 }
 
+/// Maps a signed delta to an unsigned one small for small magnitudes (for varints).
 #[inline]
-pub(crate) fn zigzag(v: i64) -> u64 {
+pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
+/// The inverse of [`zigzag`].
 #[inline]
-pub(crate) fn unzigzag(u: u64) -> i64 {
+pub fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 

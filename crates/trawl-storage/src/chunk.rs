@@ -168,11 +168,10 @@ impl XorAppender {
         self.w.buf.capacity()
     }
 
-    /// Releases spare capacity (used when a chunk is sealed).
+    /// The encoded chunk, in the appender's own buffer.
     pub fn into_bytes(mut self) -> Vec<u8> {
         let h = self.header();
         self.w.buf[..HEADER].copy_from_slice(&h);
-        self.w.buf.shrink_to_fit();
         self.w.buf
     }
 
@@ -404,6 +403,7 @@ pub fn seal(open: XorAppender) -> crate::ChunkData {
         min_t,
         max_t,
         encoding: crate::ChunkEncoding::Xor,
+        // `Arc::from` copies into a fresh exact-size allocation, so there is nothing to shrink.
         bytes: std::sync::Arc::from(xor),
     }
 }

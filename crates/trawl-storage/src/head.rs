@@ -578,7 +578,7 @@ impl Head {
             .map(|s| (SeriesRef(s.id.into()), s))
     }
 
-    /// Every non-empty open chunk as (series, partition, bytes), for checkpoints.
+    /// Every non-empty open chunk as (series, partition, chunk), for checkpoints.
     pub fn open_chunks(&self) -> impl Iterator<Item = (SeriesRef, i64, &XorAppender)> {
         let pms = self.opts.partition_ms;
         self.iter()

@@ -52,6 +52,7 @@ pub mod mem;
 pub mod postings;
 pub mod testsuite;
 
+pub use bits::{unzigzag, zigzag};
 pub use error::{RejectReason, StorageError};
 
 /// A handle to one series, cheap to copy and cache. Only meaningful to the store that issued it.
